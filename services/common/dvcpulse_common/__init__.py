@@ -1,0 +1,1 @@
+"""Behaviour every service needs: settings, the registry and targets files, the rate rules."""

@@ -1,0 +1,60 @@
+"""Settings from the environment (prefix DVCPULSE_) or a .env file; read once at startup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+
+DEFAULT_LEVEL_LABELS = {
+    "root": "UBND tỉnh",
+    "province": "Cấp tỉnh",
+    "district": "Cấp huyện",
+    "commune": "Cấp xã",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DVCPULSE_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
+
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    data_dir: Path = Path("./data")
+    stream_prefix: str = Field(default="dvcpulse", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    units_file: Path = CONFIG_DIR / "ca_mau" / "units.csv"
+    targets_file: Path = CONFIG_DIR / "ca_mau" / "targets.yaml"
+    level_labels: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_LEVEL_LABELS))
+    timezone: str = "Asia/Ho_Chi_Minh"
+    campaign: str | None = Field(
+        default=None,
+        description="Target-set id of the active campaign; default: the campaign in force today, "
+        "else the one that started last.",
+    )
+
+    host: str = "127.0.0.1"
+    ingest_port: int = 8001
+    scoring_port: int = 8002
+    alerts_port: int = 8003
+
+    # Ingest limits.
+    max_events_per_request: int = 10_000
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    # Scoring consumer.
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    block_ms: int = Field(default=200, ge=1)
+    claim_idle_ms: int = Field(default=30_000, ge=100, description="Reclaim entries idle this long")
+    consumer_name: str | None = None
+    duckdb_memory_limit: str = "1GB"
+    duckdb_threads: int = 2
+    scores_maxlen: int = 100_000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.data_dir / "scoring.duckdb"

@@ -1,0 +1,165 @@
+"""Ingest HTTP service: validate dossier events and append them to the events stream."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from dvcpulse_common.registry import Registry
+from dvcpulse_common.settings import Settings
+from dvcpulse_shared.api import ErrorBody, IngestResult
+from dvcpulse_shared.events import EventAdapter
+from dvcpulse_shared.streams import StreamNames
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from faststream.redis import RedisBroker
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+
+from .adapters import EventStream, StreamUnavailable
+from .domain import BodyError, TooLarge, split_body, validate_events
+
+log = structlog.get_logger("dvcpulse.ingest")
+
+
+def build_broker(settings: Settings) -> RedisBroker:
+    return RedisBroker(settings.redis_url.get_secret_value(), logger=None)
+
+
+def create_app(
+    settings: Settings, registry: Registry, broker: RedisBroker | None = None
+) -> FastAPI:
+    broker = broker or build_broker(settings)
+    streams = StreamNames(settings.stream_prefix)
+    stream = EventStream(broker, streams.events)
+    # Declared for the AsyncAPI document; events are written in bulk by EventStream.
+    broker.publisher(stream=streams.events, title="events", description="Dossier events")
+    unit_codes = frozenset(registry.units)
+
+    metrics = CollectorRegistry()
+    events_in = Counter(
+        "dvcpulse_ingest_events", "Events received, by outcome", ["outcome"], registry=metrics
+    )
+    requests_failed = Counter(
+        "dvcpulse_ingest_requests_failed",
+        "Requests refused, by reason",
+        ["reason"],
+        registry=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await broker.connect()
+        log.info("ingest.started", stream=streams.events)
+        try:
+            yield
+        finally:
+            await broker.stop()
+
+    app = FastAPI(
+        title="dvcpulse ingest",
+        version="1",
+        description="Receives dossier events from one-stop systems (Bộ phận Một cửa).",
+        lifespan=lifespan,
+    )
+
+    def error(status: int, detail: str, reason: str, headers: dict[str, str] | None = None):
+        requests_failed.labels(reason).inc()
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    @app.post(
+        "/api/v1/events",
+        status_code=202,
+        response_model=IngestResult,
+        responses={
+            400: {"model": ErrorBody, "description": "The body is not JSON"},
+            413: {"model": ErrorBody, "description": "Over 10,000 events or 10 MB"},
+            422: {"model": IngestResult, "description": "No event in the body is valid"},
+            503: {"model": ErrorBody, "description": "Redis cannot take events now; retry"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "maxItems": settings.max_events_per_request,
+                            "items": {"$ref": "#/components/schemas/DossierEvent"},
+                        }
+                    },
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    async def post_events(request: Request) -> Any:
+        """Validate each event on its own and append the valid ones to the events stream.
+
+        Body: a JSON array of events or NDJSON. Answers 202 with the number accepted and, for
+        each rejected event, its index and the field errors; 422 when none is valid.
+        """
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            return error(413, f"body over {settings.max_body_bytes} bytes", "too_large")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > settings.max_body_bytes:
+                return error(413, f"body over {settings.max_body_bytes} bytes", "too_large")
+        try:
+            items = split_body(bytes(body), settings.max_events_per_request)
+        except TooLarge as exc:
+            return error(413, str(exc), "too_large")
+        except BodyError as exc:
+            return error(400, str(exc), "not_json")
+        checked = validate_events(items, unit_codes)
+        events_in.labels("rejected").inc(len(checked.rejected))
+        if not checked.events:
+            requests_failed.labels("none_valid").inc()
+            return JSONResponse(
+                IngestResult(accepted=0, rejected=checked.rejected).model_dump(mode="json"),
+                status_code=422,
+            )
+        payloads = [EventAdapter.dump_json(e, exclude_none=True) for e in checked.events]
+        try:
+            await stream.append(payloads)
+        except StreamUnavailable as exc:
+            log.warning("ingest.redis_unavailable", error=str(exc), events=len(payloads))
+            return error(
+                503,
+                "the event stream is unavailable; nothing was accepted, retry later",
+                "redis_unavailable",
+                headers={"Retry-After": "2"},
+            )
+        events_in.labels("accepted").inc(len(payloads))
+        return IngestResult(accepted=len(payloads), rejected=checked.rejected)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        ok = await stream.ping()
+        return JSONResponse(
+            {"status": "ok" if ok else "degraded", "redis": ok}, status_code=200 if ok else 503
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        # The body is read raw (each event is validated on its own), so its schema is added here.
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            event_schema = EventAdapter.json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(event_schema.pop("$defs", {}))
+            components["DossierEvent"] = event_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,268 @@
+"""Scoring service: owns the DuckDB file, consumes the events stream, serves the rates API."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import structlog
+from dvcpulse_common.rates import add_counts, rates, statuses
+from dvcpulse_common.registry import Registry
+from dvcpulse_common.settings import Settings
+from dvcpulse_shared.api import (
+    Counts,
+    ErrorBody,
+    LevelRow,
+    LevelsResponse,
+    ScoreRow,
+    ScoresResponse,
+)
+from dvcpulse_shared.targets import MetricTargets, TargetSet
+from dvcpulse_shared.units import Unit
+from fastapi import FastAPI, Query
+from fastapi.responses import JSONResponse, Response
+from faststream.redis import RedisBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from .consumer import ScoringConsumer
+from .domain import WindowError, resolve_window, score_row
+from .metrics import ScoringMetrics
+from .store import ScoreStore, WriterLocked
+
+log = structlog.get_logger("dvcpulse.scoring")
+
+
+class ScoringState:
+    """What the HTTP handlers read; `ready` turns true once this process holds the writer."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.role = "starting"
+
+
+def create_app(
+    settings: Settings,
+    registry: Registry,
+    target_sets: list[TargetSet],
+    broker: RedisBroker | None = None,
+) -> FastAPI:
+    broker = broker or RedisBroker(settings.redis_url.get_secret_value(), logger=None)
+    store = ScoreStore(settings.duckdb_path, settings.duckdb_memory_limit, settings.duckdb_threads)
+    metrics = ScoringMetrics()
+    consumer = ScoringConsumer(settings, registry, target_sets, store, broker, metrics)
+    consumer.register()
+    state = ScoringState()
+    tz = ZoneInfo(settings.timezone)
+
+    async def open_store() -> None:
+        state.role = "standby"
+        while True:
+            try:
+                await asyncio.to_thread(store.open)
+                break
+            except WriterLocked as exc:
+                log.warning("scoring.standby", reason=str(exc))
+                await asyncio.sleep(1.0)
+        state.role = "writer"
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await open_store()
+        await broker.connect()
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        ):
+            with attempt:
+                await consumer.ensure_group()
+        await consumer.start_recovery()
+        await broker.start()
+        state.ready = True
+        log.info("scoring.started", stream=consumer.streams.events, consumer=consumer.consumer)
+        try:
+            yield
+        finally:
+            state.ready = False
+            await broker.stop()  # stops reading; the batch in hand finishes
+            await consumer.stop()
+            await asyncio.to_thread(store.close)
+            log.info("scoring.stopped")
+
+    app = FastAPI(
+        title="dvcpulse scoring",
+        version="1",
+        description="Per-unit online, digitization and online-payment rates (tỷ lệ trực tuyến, "
+        "số hóa, thanh toán trực tuyến).",
+        lifespan=lifespan,
+    )
+    app.state.consumer = consumer
+    app.state.store = store
+    app.state.scoring = state
+
+    def bad_request(exc: WindowError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "field": exc.field}, status_code=400)
+
+    def today() -> date:
+        return datetime.now(tz).date()
+
+    def select_units(level: str | None, parent: str | None, unit: str | None) -> list[Unit]:
+        wanted = None
+        if unit:
+            wanted = set()
+            for key in unit.split(","):
+                found = registry.resolve(key)
+                if found is None:
+                    raise WindowError("unit", f"unknown unit {key!r}")
+                wanted.add(found.code)
+        parent_code = None
+        if parent:
+            found = registry.resolve(parent)
+            if found is None:
+                raise WindowError("parent", f"unknown unit {parent!r}")
+            parent_code = found.code
+        if level and level not in {u.level for u in registry.units.values()}:
+            raise WindowError("level", f"unknown level {level!r}")
+        return [
+            u
+            for u in registry.units.values()
+            if (wanted is None or u.code in wanted)
+            and (level is None or u.level == level)
+            and (parent_code is None or u.parent_code == parent_code)
+        ]
+
+    async def window_rows(
+        window: str | None, date_from: date | None, date_to: date | None, units: list[Unit]
+    ) -> tuple[Any, TargetSet | None, list[ScoreRow]]:
+        win, target_set = resolve_window(
+            window, date_from, date_to, target_sets, today(), settings.campaign
+        )
+        counts = await store.read(store.unit_counts, win.date_from, win.date_to)
+        rows = [score_row(u, counts.get(u.code, Counts()), target_set) for u in units]
+        return win, target_set, rows
+
+    From = Annotated[date | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
+    To = Annotated[date | None, Query(alias="to", description="Last local day, inclusive")]
+    WindowQ = Annotated[
+        str | None, Query(description="'campaign' (the active campaign) or a target-set id")
+    ]
+
+    @app.get("/api/v1/units", response_model=list[Unit])
+    async def units(level: str | None = None, parent: str | None = None) -> Any:
+        try:
+            return select_units(level, parent, None)
+        except WindowError as exc:
+            return bad_request(exc)
+
+    @app.get(
+        "/api/v1/scores",
+        response_model=ScoresResponse,
+        responses={400: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    )
+    async def scores(
+        date_from: From = None,
+        date_to: To = None,
+        window: WindowQ = None,
+        level: str | None = None,
+        parent: str | None = None,
+        unit: str | None = None,
+    ) -> Any:
+        """One row per unit: the five counts, the three rates (percent, unrounded; null when the
+        denominator is 0), the targets in force and a status per metric."""
+        if not state.ready:
+            return JSONResponse({"detail": f"scoring is {state.role}"}, status_code=503)
+        try:
+            chosen = select_units(level, parent, unit)
+            win, target_set, rows = await window_rows(window, date_from, date_to, chosen)
+        except WindowError as exc:
+            return bad_request(exc)
+        return ScoresResponse(
+            window=win, target_set=target_set.id if target_set else None, rows=rows
+        )
+
+    @app.get(
+        "/api/v1/scores/levels",
+        response_model=LevelsResponse,
+        responses={400: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    )
+    async def levels(
+        date_from: From = None,
+        date_to: To = None,
+        window: WindowQ = None,
+        level: str | None = None,
+        parent: str | None = None,
+        unit: str | None = None,
+    ) -> Any:
+        """One row per level and a `total` row. Totals are sums of counts, then divided."""
+        if not state.ready:
+            return JSONResponse({"detail": f"scoring is {state.role}"}, status_code=503)
+        try:
+            chosen = select_units(level, parent, unit)
+            win, target_set, rows = await window_rows(window, date_from, date_to, chosen)
+        except WindowError as exc:
+            return bad_request(exc)
+        by_level: dict[str, Counts] = {}
+        unit_count: dict[str, int] = {}
+        for row in rows:
+            c = Counts(**{k: getattr(row, k) for k in Counts.model_fields})
+            by_level[row.level] = add_counts(by_level.get(row.level, Counts()), c)
+            unit_count[row.level] = unit_count.get(row.level, 0) + 1
+        out: list[LevelRow] = []
+        order = [lv.code for lv in registry.levels]
+        for code in [*order, *sorted(set(by_level) - set(order))]:
+            if code not in by_level:
+                continue
+            if code not in order and by_level[code].received == 0:
+                continue  # e.g. the province root, which receives nothing itself
+            c = by_level[code]
+            t = target_set.levels.get(code, MetricTargets()) if target_set else MetricTargets()
+            out.append(
+                LevelRow(
+                    level=code,
+                    label=registry.level_label(code),
+                    units=unit_count[code],
+                    **c.model_dump(),
+                    **rates(c).model_dump(),
+                    targets=t,
+                    status=statuses(c, t),
+                )
+            )
+        total = Counts()
+        for row in out:
+            total = add_counts(total, Counts(**{k: getattr(row, k) for k in Counts.model_fields}))
+        out.append(
+            LevelRow(
+                level="total",
+                label="Toàn tỉnh",
+                units=sum(r.units for r in out),
+                **total.model_dump(),
+                **rates(total).model_dump(),
+                targets=MetricTargets(),
+                status=statuses(total, MetricTargets()),
+            )
+        )
+        return LevelsResponse(
+            window=win, target_set=target_set.id if target_set else None, rows=out
+        )
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        try:
+            redis_ok = bool(await broker._connection.ping())
+        except Exception:
+            redis_ok = False
+        ok = state.ready and redis_ok
+        body = {"status": "ok" if ok else "degraded", "role": state.role, "redis": redis_ok}
+        if state.ready:
+            body.update(await store.read(store.totals))
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

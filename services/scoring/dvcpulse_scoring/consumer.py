@@ -1,0 +1,312 @@
+"""The scoring consumer: events stream -> DuckDB -> scores stream, with recovery and a DLQ.
+
+Order of effects for every batch: commit to DuckDB, dead-letter the poison entries, publish the
+score updates, then XACK. A crash anywhere before XACK redelivers the batch; deduplication by
+event_id makes the second pass change nothing, and it republishes the same scores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import structlog
+from dvcpulse_common.rates import rates, statuses
+from dvcpulse_common.registry import Registry
+from dvcpulse_common.settings import Settings
+from dvcpulse_common.targets import unit_targets
+from dvcpulse_shared.api import ScoreUpdate, Window
+from dvcpulse_shared.streams import DATA_FIELD, SCORING_GROUP, StreamNames
+from dvcpulse_shared.targets import TargetSet
+from faststream import AckPolicy
+from faststream.message import StreamMessage
+from faststream.redis import RedisBroker, StreamSub
+from redis.exceptions import ResponseError
+
+from .domain import DecodedBatch, decode_entries, windows_for_day
+from .metrics import ScoringMetrics
+from .store import ApplyResult, ScoreStore
+
+log = structlog.get_logger("dvcpulse.scoring")
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass
+class BatchOutcome:
+    entries: int
+    new_events: int
+    duplicates: int
+    poison: int
+    score_updates: int
+
+
+async def _keep_raw(msg: Any, _original: Any) -> StreamMessage[Any]:
+    # Skip FastStream's per-entry envelope parse and JSON re-encode: the handler decodes the
+    # whole batch once, itself.
+    return StreamMessage(
+        raw_message=msg, body=b"", headers={}, content_type=None, message_id="", correlation_id=""
+    )
+
+
+async def _raw_body(msg: StreamMessage[Any], _original: Any) -> Any:
+    return msg.raw_message
+
+
+def default_consumer_name() -> str:
+    return f"scoring-{socket.gethostname()}"
+
+
+class ScoringConsumer:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        target_sets: list[TargetSet],
+        store: ScoreStore,
+        broker: RedisBroker,
+        metrics: ScoringMetrics,
+        on_batch: Callable[[BatchOutcome], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.target_sets = target_sets
+        self.store = store
+        self.broker = broker
+        self.metrics = metrics
+        self.streams = StreamNames(settings.stream_prefix)
+        self.consumer = settings.consumer_name or default_consumer_name()
+        self.tz = ZoneInfo(settings.timezone)
+        self.unit_codes = frozenset(registry.units)
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_batch = on_batch
+        self.processed_batches = 0
+
+    # -- wiring ----------------------------------------------------------------------------
+    def register(self) -> None:
+        sub = self.broker.subscriber(
+            stream=StreamSub(
+                self.streams.events,
+                group=SCORING_GROUP,
+                consumer=self.consumer,
+                batch=True,
+                max_records=self.settings.batch_size,
+                polling_interval=self.settings.block_ms,
+            ),
+            parser=_keep_raw,
+            decoder=_raw_body,
+            ack_policy=AckPolicy.MANUAL,  # we XACK ourselves, after the DuckDB commit
+            title="scoring",
+            description="Counts dossier events into per-unit aggregates",
+        )
+
+        @sub
+        async def on_events(batch: Any) -> None:
+            await self.process(list(zip(batch["message_ids"], batch["data"], strict=True)))
+
+        self.broker.publisher(
+            stream=self.streams.scores, title="scores", description="Score updates per unit"
+        )
+
+    @property
+    def redis(self):  # type: ignore[no-untyped-def]
+        return self.broker._connection
+
+    async def ensure_group(self) -> None:
+        """Create the group at 0 so events already in the stream are counted (FastStream would
+        create it at $, skipping them)."""
+        try:
+            await self.redis.xgroup_create(
+                self.streams.events, SCORING_GROUP, id="0", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def start_recovery(self) -> None:
+        """Drain this consumer's own pending entries, then keep reclaiming stale ones."""
+        await self.drain_own_pending()
+        self._tasks.append(asyncio.create_task(self._claim_loop(), name="scoring-claim"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        # Wait for the batch in hand to finish (graceful shutdown).
+        async with self._lock:
+            pass
+
+    async def drain_own_pending(self) -> int:
+        total = 0
+        while True:
+            reply = await self.redis.xreadgroup(
+                SCORING_GROUP,
+                self.consumer,
+                {self.streams.events: "0"},
+                count=self.settings.batch_size,
+            )
+            entries = [(i, f) for i, f in (reply[0][1] if reply else []) if f is not None]
+            deleted = [i for i, f in (reply[0][1] if reply else []) if f is None]
+            if deleted:  # trimmed away while pending: nothing left to count
+                await self.redis.xack(self.streams.events, SCORING_GROUP, *deleted)
+            if not entries:
+                return total
+            await self.process(entries)
+            total += len(entries)
+
+    async def claim_stale(self) -> int:
+        """XAUTOCLAIM entries idle longer than claim_idle_ms (a crashed consumer's) and count them."""
+        total = 0
+        start = "0-0"
+        while True:
+            next_id, claimed, *rest = await self.redis.xautoclaim(
+                self.streams.events,
+                SCORING_GROUP,
+                self.consumer,
+                min_idle_time=self.settings.claim_idle_ms,
+                start_id=start,
+                count=self.settings.batch_size,
+            )
+            entries = [(i, f) for i, f in claimed if f is not None]
+            if rest and rest[0]:  # ids deleted from the stream (Redis 7+)
+                await self.redis.xack(self.streams.events, SCORING_GROUP, *rest[0])
+            if entries:
+                log.warning("scoring.reclaimed", entries=len(entries))
+                await self.process(entries)
+                total += len(entries)
+            start = next_id.decode() if isinstance(next_id, bytes) else next_id
+            if start == "0-0":
+                return total
+
+    async def _claim_loop(self) -> None:
+        every = max(self.settings.claim_idle_ms / 2000, 0.05)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.claim_stale()
+                await self.refresh_lag()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("scoring.claim_failed", error=str(exc))
+
+    async def refresh_lag(self) -> None:
+        for group in await self.redis.xinfo_groups(self.streams.events):
+            name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+            if name == SCORING_GROUP:
+                self.metrics.pending.set(group.get("pending", 0) or 0)
+                lag = group.get("lag")
+                if lag is not None:
+                    self.metrics.lag.set(lag)
+
+    # -- the batch path --------------------------------------------------------------------
+    def _decode_and_apply(self, entries: list[Entry]) -> tuple[DecodedBatch, ApplyResult]:
+        decoded = decode_entries(entries, self.unit_codes, self.tz)
+        return decoded, self.store.apply(decoded)
+
+    async def process(self, entries: list[Entry]) -> BatchOutcome:
+        async with self._lock:
+            started = time.perf_counter()
+            decoded, result = await self.store.run(self._decode_and_apply, entries)
+            if decoded.poison:
+                await self.dead_letter(decoded)
+            updates = await self.score_updates(result.touched)
+            if updates:
+                await self.publish_scores(updates)
+            await self.redis.xack(self.streams.events, SCORING_GROUP, *[e[0] for e in entries])
+            elapsed = time.perf_counter() - started
+            self.metrics.batch_seconds.observe(elapsed)
+            self.metrics.events.labels("counted").inc(result.new_events)
+            self.metrics.events.labels("duplicate").inc(result.duplicates)
+            self.metrics.events.labels("dead_lettered").inc(len(decoded.poison))
+            self.processed_batches += 1
+            outcome = BatchOutcome(
+                len(entries),
+                result.new_events,
+                result.duplicates,
+                len(decoded.poison),
+                len(updates),
+            )
+            log.debug("scoring.batch", **outcome.__dict__, seconds=round(elapsed, 4))
+        if self._on_batch is not None:
+            await self._on_batch(outcome)
+        return outcome
+
+    async def dead_letter(self, decoded: DecodedBatch) -> None:
+        now = datetime.now(UTC).isoformat()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for p in decoded.poison:
+                pipe.xadd(
+                    self.streams.events_dlq,
+                    {
+                        b"reason": p.reason.encode(),
+                        DATA_FIELD: p.payload,
+                        b"source_stream": self.streams.events.encode(),
+                        b"source_id": p.entry_id,
+                        b"failed_at": now.encode(),
+                    },
+                )
+            await pipe.execute()
+        for p in decoded.poison:
+            log.warning("scoring.dead_lettered", entry_id=p.entry_id.decode(), reason=p.reason)
+
+    async def score_updates(self, touched: set[tuple[str, date]]) -> list[ScoreUpdate]:
+        if not touched:
+            return []
+        windows: dict[tuple[str, str], tuple[Window, TargetSet | None]] = {}
+        for unit, day in touched:
+            for window, target_set in windows_for_day(day, self.target_sets):
+                windows[(window.id, unit)] = (window, target_set)
+        wanted = [(wid, unit, w.date_from, w.date_to) for (wid, unit), (w, _) in windows.items()]
+        units = sorted({u for _, u in windows})
+
+        def read(cursor):  # type: ignore[no-untyped-def]
+            return (
+                self.store.window_counts(cursor, wanted),
+                self.store.last_received_on(cursor, units),
+            )
+
+        counts, last_days = await self.store.read(read)
+        now = datetime.now(UTC)
+        updates = []
+        for (wid, unit_code), (window, target_set) in sorted(windows.items()):
+            unit = self.registry.units[unit_code]
+            c = counts[(wid, unit_code)]
+            targets = unit_targets(target_set, unit.code, unit.level)
+            updates.append(
+                ScoreUpdate(
+                    unit_code=unit_code,
+                    level=unit.level,
+                    window=window,
+                    **c.model_dump(),
+                    **rates(c).model_dump(),
+                    targets=targets,
+                    status=statuses(c, targets, has_fee_procedures=unit.has_fee_procedures),
+                    last_received_on=last_days.get(unit_code),
+                    computed_at=now,
+                )
+            )
+        return updates
+
+    async def publish_scores(self, updates: list[ScoreUpdate]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for update in updates:
+                pipe.xadd(
+                    self.streams.scores,
+                    {DATA_FIELD: orjson.dumps(update.model_dump(mode="json"))},
+                    maxlen=self.settings.scores_maxlen,
+                    approximate=True,
+                )
+            await pipe.execute()

@@ -1,0 +1,217 @@
+"""Pure rules of scoring: decode a batch of stream entries, choose windows, build score rows."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from dvcpulse_common.rates import rates, statuses
+from dvcpulse_common.targets import sets_covering, unit_targets
+from dvcpulse_shared.api import Counts, ScoreRow, Window
+from dvcpulse_shared.events import DossierPaid, DossierReceived, EventAdapter
+from dvcpulse_shared.streams import DATA_FIELD
+from dvcpulse_shared.targets import TargetSet
+from dvcpulse_shared.units import Unit
+from pydantic import ValidationError
+
+# FastStream's binary envelope starts with this; entries written by other producers may not.
+_FASTSTREAM_MAGIC = b"\x89BIN\r\n\x1a\n"
+
+RECEIVED, DIGITIZED, PAID = "dossier.received", "dossier.digitized", "dossier.paid"
+
+
+@dataclass
+class Poison:
+    entry_id: bytes
+    reason: str
+    payload: bytes
+
+
+@dataclass
+class DecodedBatch:
+    """Valid events as columns (ready for one Arrow write) and the poison entries."""
+
+    entry_ids: list[bytes] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    event_id: list[str] = field(default_factory=list)
+    type: list[str] = field(default_factory=list)
+    dossier_id: list[str] = field(default_factory=list)
+    unit_code: list[str] = field(default_factory=list)
+    day: list[date] = field(default_factory=list)  # local date of occurred_at
+    channel: list[str | None] = field(default_factory=list)
+    fee_required: list[bool | None] = field(default_factory=list)
+    paid_online: list[bool] = field(default_factory=list)
+    poison: list[Poison] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.event_id)
+
+    def columns(self) -> dict[str, list]:
+        return {
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "type": self.type,
+            "dossier_id": self.dossier_id,
+            "unit_code": self.unit_code,
+            "day": self.day,
+            "channel": self.channel,
+            "fee_required": self.fee_required,
+            "paid_online": self.paid_online,
+        }
+
+
+def unwrap(fields: dict[bytes, bytes]) -> bytes:
+    """The event bytes of a stream entry, with or without FastStream's binary envelope."""
+    data = fields.get(DATA_FIELD)
+    if data is None:
+        raise ValueError(f"entry has no {DATA_FIELD.decode()!r} field")
+    if data.startswith(_FASTSTREAM_MAGIC):
+        from faststream.redis.parser.binary import BinaryMessageFormatV1
+
+        data, _headers = BinaryMessageFormatV1.parse(data)
+    return data
+
+
+def local_day(moment: datetime, tz: ZoneInfo) -> date:
+    return moment.astimezone(tz).date()
+
+
+def decode_entries(
+    entries: Iterable[tuple[bytes, dict[bytes, bytes]]],
+    unit_codes: Collection[str],
+    tz: ZoneInfo,
+) -> DecodedBatch:
+    """Validate every entry again: the stream may hold entries from producers other than ingest."""
+    out = DecodedBatch()
+    for seq, (entry_id, fields) in enumerate(entries):
+        raw = fields.get(DATA_FIELD, b"") if isinstance(fields, dict) else b""
+        try:
+            raw = unwrap(fields)
+            event = EventAdapter.validate_json(raw)
+        except (ValueError, ValidationError) as exc:
+            reason = (
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                if isinstance(exc, ValidationError)
+                else str(exc)
+            )
+            out.poison.append(Poison(entry_id, f"invalid event: {reason}"[:2000], raw))
+            continue
+        if event.unit_code not in unit_codes:
+            out.poison.append(Poison(entry_id, f"unknown unit_code {event.unit_code!r}", raw))
+            continue
+        out.entry_ids.append(entry_id)
+        out.seq.append(seq)
+        out.event_id.append(event.event_id)
+        out.type.append(event.type)
+        out.dossier_id.append(event.dossier_id)
+        out.unit_code.append(event.unit_code)
+        out.day.append(local_day(event.occurred_at, tz))
+        if isinstance(event, DossierReceived):
+            out.channel.append(event.channel.value)
+            out.fee_required.append(event.fee_required)
+            out.paid_online.append(False)
+        else:
+            out.channel.append(None)
+            out.fee_required.append(None)
+            out.paid_online.append(
+                isinstance(event, DossierPaid) and event.payment_method.value == "online"
+            )
+    return out
+
+
+def year_window(year: int) -> Window:
+    return Window(
+        id=f"year-{year}",
+        name=f"Năm {year}",
+        date_from=date(year, 1, 1),
+        date_to=date(year, 12, 31),
+    )
+
+
+def set_window(target_set: TargetSet) -> Window:
+    return Window(
+        id=target_set.id,
+        name=target_set.name,
+        date_from=target_set.valid_from,
+        date_to=target_set.valid_to,
+    )
+
+
+def windows_for_day(
+    day: date, target_sets: list[TargetSet]
+) -> list[tuple[Window, TargetSet | None]]:
+    """The windows a dossier received on `day` counts in: every target set covering the day,
+    or its calendar year when no set does (so alerts still see 0% and silent units)."""
+    covering = sets_covering(target_sets, day)
+    if covering:
+        return [(set_window(s), s) for s in covering]
+    return [(year_window(day.year), None)]
+
+
+def score_row(unit: Unit, counts: Counts, target_set: TargetSet | None) -> ScoreRow:
+    targets = unit_targets(target_set, unit.code, unit.level)
+    return ScoreRow(
+        unit_code=unit.code,
+        unit_name=unit.name,
+        level=unit.level,
+        parent_code=unit.parent_code,
+        **counts.model_dump(),
+        **rates(counts).model_dump(),
+        targets=targets,
+        status=statuses(counts, targets, has_fee_procedures=unit.has_fee_procedures),
+    )
+
+
+class WindowError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def resolve_window(
+    window: str | None,
+    date_from: date | None,
+    date_to: date | None,
+    target_sets: list[TargetSet],
+    today: date,
+    pinned_campaign: str | None = None,
+) -> tuple[Window, TargetSet | None]:
+    """The dates asked for and the target set to judge them by.
+
+    `window=campaign` is the active campaign; `window=<target-set id>` that set; explicit dates
+    a custom window judged by the narrowest set covering both ends; nothing at all is all time,
+    with no targets.
+    """
+    from dvcpulse_common.targets import active_campaign
+
+    if window:
+        if window == "campaign":
+            chosen = active_campaign(target_sets, today, pinned_campaign)
+            if chosen is None:
+                raise WindowError("window", "no campaign in the targets file")
+        else:
+            chosen = next((s for s in target_sets if s.id == window), None)
+            if chosen is None:
+                ids = ", ".join(["campaign", *(s.id for s in target_sets)])
+                raise WindowError("window", f"unknown window {window!r}; use one of: {ids}")
+        return set_window(chosen), chosen
+    if date_from and date_to and date_to < date_from:
+        raise WindowError("to", "is before 'from'")
+    if date_from is None and date_to is None:
+        return Window(id="all", name="Toàn bộ thời gian"), None
+    covering = [
+        s
+        for s in target_sets
+        if (date_from is None or s.valid_from <= date_from)
+        and (date_to is None or date_to <= s.valid_to)
+        and date_from is not None
+        and date_to is not None
+    ]
+    chosen = min(covering, key=lambda s: (s.valid_to - s.valid_from, s.id)) if covering else None
+    name = (
+        f"{date_from.isoformat() if date_from else '…'} – {date_to.isoformat() if date_to else '…'}"
+    )
+    return Window(id="custom", name=name, date_from=date_from, date_to=date_to), chosen

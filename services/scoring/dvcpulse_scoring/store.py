@@ -1,0 +1,358 @@
+"""DuckDB adapter: the only writer of the scoring file. Every method is blocking: callers run
+them on the store's own thread (see `ScoreStore.run`), never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pyarrow as pa
+from dvcpulse_shared.api import Counts
+
+from .domain import DecodedBatch
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen_events (
+    event_key UHUGEINT PRIMARY KEY            -- md5 of event_id: 16 bytes, whatever its length
+);
+CREATE TABLE IF NOT EXISTS dossiers (
+    dossier_key UHUGEINT PRIMARY KEY,         -- md5 of dossier_id
+    dossier_id VARCHAR NOT NULL,
+    unit_code VARCHAR NOT NULL,               -- from the received event once it is known
+    received_on DATE,                         -- cohort day; NULL while only orphan events exist
+    online BOOLEAN,
+    fee_required BOOLEAN,
+    digitized BOOLEAN NOT NULL,
+    paid_online BOOLEAN NOT NULL,
+    -- what the last write changed, read back with RETURNING to update unit_day incrementally
+    t_received BOOLEAN NOT NULL,
+    t_digitized BOOLEAN NOT NULL,
+    t_paid BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unit_day (
+    unit_code VARCHAR NOT NULL,
+    day DATE NOT NULL,
+    received BIGINT NOT NULL,
+    online BIGINT NOT NULL,
+    digitized BIGINT NOT NULL,
+    fee_required BIGINT NOT NULL,
+    paid_online BIGINT NOT NULL,
+    PRIMARY KEY (unit_code, day)
+);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+"""
+
+BATCH_SCHEMA = pa.schema(
+    [
+        ("seq", pa.int32()),
+        ("event_id", pa.string()),
+        ("type", pa.string()),
+        ("dossier_id", pa.string()),
+        ("unit_code", pa.string()),
+        ("day", pa.date32()),
+        ("channel", pa.string()),
+        ("fee_required", pa.bool_()),
+        ("paid_online", pa.bool_()),
+    ]
+)
+
+# One row per dossier touched by the batch's new events, merged into `dossiers`.
+UPSERT_DOSSIERS = """
+INSERT INTO dossiers
+SELECT
+    md5_number(dossier_id),
+    dossier_id,
+    coalesce(arg_min(unit_code, seq) FILTER (type = 'dossier.received'), arg_min(unit_code, seq)),
+    arg_min(day, seq) FILTER (type = 'dossier.received'),
+    arg_min(channel = 'online', seq) FILTER (type = 'dossier.received'),
+    arg_min(fee_required, seq) FILTER (type = 'dossier.received'),
+    bool_or(type = 'dossier.digitized'),
+    bool_or(paid_online),
+    bool_or(type = 'dossier.received'),
+    bool_or(type = 'dossier.digitized'),
+    bool_or(paid_online)
+FROM new_events
+GROUP BY dossier_id
+ON CONFLICT (dossier_key) DO UPDATE SET
+    t_received = dossiers.received_on IS NULL AND excluded.received_on IS NOT NULL,
+    t_digitized = NOT dossiers.digitized AND excluded.digitized,
+    t_paid = NOT dossiers.paid_online AND excluded.paid_online,
+    -- the first received event fixes the dossier's unit, day, channel and fee
+    unit_code = CASE WHEN dossiers.received_on IS NULL THEN excluded.unit_code ELSE dossiers.unit_code END,
+    received_on = coalesce(dossiers.received_on, excluded.received_on),
+    online = coalesce(dossiers.online, excluded.online),
+    fee_required = coalesce(dossiers.fee_required, excluded.fee_required),
+    digitized = dossiers.digitized OR excluded.digitized,
+    paid_online = dossiers.paid_online OR excluded.paid_online
+RETURNING unit_code, received_on, online, fee_required, digitized, paid_online,
+          t_received, t_digitized, t_paid
+"""
+
+# The change in counts implied by the changed dossiers: a newly received dossier counts with
+# everything known of it (orphan digitized/paid events included); an already received one adds
+# only what became true in this batch.
+UPSERT_UNIT_DAY = """
+INSERT INTO unit_day
+SELECT unit_code, received_on,
+    count(*) FILTER (t_received),
+    count(*) FILTER (t_received AND online),
+    count(*) FILTER ((t_received AND digitized) OR (NOT t_received AND t_digitized)),
+    count(*) FILTER (t_received AND fee_required),
+    count(*) FILTER (fee_required AND ((t_received AND paid_online) OR (NOT t_received AND t_paid)))
+FROM changed
+WHERE received_on IS NOT NULL AND (t_received OR t_digitized OR t_paid)
+GROUP BY unit_code, received_on
+ON CONFLICT (unit_code, day) DO UPDATE SET
+    received = unit_day.received + excluded.received,
+    online = unit_day.online + excluded.online,
+    digitized = unit_day.digitized + excluded.digitized,
+    fee_required = unit_day.fee_required + excluded.fee_required,
+    paid_online = unit_day.paid_online + excluded.paid_online
+"""
+
+COUNT_COLUMNS = "received, online, digitized, fee_required, paid_online"
+SUM_COUNTS = (
+    "sum(received)::BIGINT, sum(online)::BIGINT, sum(digitized)::BIGINT, "
+    "sum(fee_required)::BIGINT, sum(paid_online)::BIGINT"
+)
+
+
+class WriterLocked(RuntimeError):
+    """Another process holds the DuckDB file (DuckDB allows one writer process)."""
+
+
+@dataclass
+class ApplyResult:
+    new_events: int
+    duplicates: int
+    # (unit_code, cohort day) pairs whose counts may have changed
+    touched: set[tuple[str, date]]
+
+
+def _cursor_rows(cursor: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
+    return cursor.fetchall()
+
+
+class ScoreStore:
+    def __init__(self, path: Path, memory_limit: str = "1GB", threads: int = 2) -> None:
+        self.path = path
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        # One thread owns the connection: DuckDB work never blocks the event loop, and writes
+        # are serialised by construction.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duckdb")
+        self._readers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="duckdb-read")
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = duckdb.connect(
+                str(self.path),
+                config={"memory_limit": self.memory_limit, "threads": self.threads},
+            )
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise WriterLocked(
+                    f"{self.path} is held by another scoring process; this one waits as standby"
+                ) from exc
+            raise
+        conn.execute(SCHEMA)
+        self._conn = conn
+
+    def open_waiting(self, stop_after: float | None = None, every: float = 1.0) -> None:
+        """Open, waiting while another process holds the file (standby)."""
+        deadline = None if stop_after is None else time.monotonic() + stop_after
+        while True:
+            try:
+                self.open()
+                return
+            except WriterLocked:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+                time.sleep(every)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        self._executor.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    @property
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:
+            raise RuntimeError("store is not open")
+        return self._conn
+
+    async def run(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Run a blocking write (or anything needing the main connection) on the store thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def read(self, fn, *args):  # type: ignore[no-untyped-def]
+        """Run a blocking read on a reader thread with its own cursor (MVCC snapshot)."""
+
+        def with_cursor():  # type: ignore[no-untyped-def]
+            cursor = self.conn.cursor()
+            try:
+                return fn(cursor, *args)
+            finally:
+                cursor.close()
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, with_cursor)
+
+    # -- writes ----------------------------------------------------------------------------
+    def apply(self, batch: DecodedBatch) -> ApplyResult:
+        """Count a batch of valid events exactly once, in one transaction."""
+        if len(batch) == 0:
+            return ApplyResult(0, 0, set())
+        conn = self.conn
+        table = pa.Table.from_pydict(batch.columns(), schema=BATCH_SCHEMA)
+        conn.register("batch_in", table)
+        try:
+            conn.execute("BEGIN")
+            # First occurrence in the batch, then only event ids never seen before.
+            conn.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE batch_first AS
+                SELECT * FROM batch_in QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1
+                """
+            )
+            inserted = conn.execute(
+                "INSERT OR IGNORE INTO seen_events SELECT md5_number(event_id) FROM batch_first "
+                "RETURNING event_key"
+            ).fetch_arrow_table()
+            conn.register("inserted_keys", inserted)
+            conn.execute(
+                """
+                CREATE OR REPLACE TEMP TABLE new_events AS
+                SELECT b.* FROM batch_first b SEMI JOIN inserted_keys k
+                ON md5_number(b.event_id) = k.event_key
+                """
+            )
+            changed = conn.execute(UPSERT_DOSSIERS).fetch_arrow_table()
+            conn.register("changed", changed)
+            conn.execute(UPSERT_UNIT_DAY)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            for name in ("batch_in", "inserted_keys", "changed"):
+                try:
+                    conn.unregister(name)
+                except Exception:
+                    pass
+        new = inserted.num_rows
+        touched: set[tuple[str, date]] = set()
+        units = changed.column("unit_code").to_pylist()
+        days = changed.column("received_on").to_pylist()
+        for unit, day in zip(units, days, strict=True):
+            if day is not None:
+                touched.add((unit, day))
+        for unit, day, kind in zip(batch.unit_code, batch.day, batch.type, strict=True):
+            if kind == "dossier.received":  # redelivered batches still refresh their scores
+                touched.add((unit, day))
+        return ApplyResult(new_events=new, duplicates=len(batch) - new, touched=touched)
+
+    # -- reads -----------------------------------------------------------------------------
+    @staticmethod
+    def unit_counts(
+        cursor: duckdb.DuckDBPyConnection, date_from: date | None, date_to: date | None
+    ) -> dict[str, Counts]:
+        rows = cursor.execute(
+            f"""
+            SELECT unit_code, {SUM_COUNTS} FROM unit_day
+            WHERE ($1::DATE IS NULL OR day >= $1) AND ($2::DATE IS NULL OR day <= $2)
+            GROUP BY unit_code
+            """,
+            [date_from, date_to],
+        ).fetchall()
+        return {
+            r[0]: Counts(
+                received=r[1], online=r[2], digitized=r[3], fee_required=r[4], paid_online=r[5]
+            )
+            for r in rows
+        }
+
+    @staticmethod
+    def window_counts(
+        cursor: duckdb.DuckDBPyConnection, wanted: list[tuple[str, str, date, date]]
+    ) -> dict[tuple[str, str], Counts]:
+        """Counts for (window id, unit, from, to) tuples in one query."""
+        if not wanted:
+            return {}
+        table = pa.table(
+            {
+                "window_id": [w[0] for w in wanted],
+                "unit_code": [w[1] for w in wanted],
+                "date_from": pa.array([w[2] for w in wanted], pa.date32()),
+                "date_to": pa.array([w[3] for w in wanted], pa.date32()),
+            }
+        )
+        cursor.register("wanted", table)
+        try:
+            rows = cursor.execute(
+                """
+                SELECT w.window_id, w.unit_code,
+                    coalesce(sum(d.received), 0)::BIGINT, coalesce(sum(d.online), 0)::BIGINT,
+                    coalesce(sum(d.digitized), 0)::BIGINT, coalesce(sum(d.fee_required), 0)::BIGINT,
+                    coalesce(sum(d.paid_online), 0)::BIGINT
+                FROM wanted w LEFT JOIN unit_day d
+                  ON d.unit_code = w.unit_code AND d.day BETWEEN w.date_from AND w.date_to
+                GROUP BY w.window_id, w.unit_code
+                """
+            ).fetchall()
+        finally:
+            cursor.unregister("wanted")
+        return {
+            (r[0], r[1]): Counts(
+                received=r[2], online=r[3], digitized=r[4], fee_required=r[5], paid_online=r[6]
+            )
+            for r in rows
+        }
+
+    @staticmethod
+    def last_received_on(cursor: duckdb.DuckDBPyConnection, units: list[str]) -> dict[str, date]:
+        rows = cursor.execute(
+            "SELECT unit_code, max(day) FROM unit_day WHERE unit_code IN (SELECT unnest($1::VARCHAR[])) "
+            "AND received > 0 GROUP BY unit_code",
+            [units],
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    @staticmethod
+    def daily_series(
+        cursor: duckdb.DuckDBPyConnection,
+        units: list[str] | None,
+        date_from: date | None,
+        date_to: date | None,
+        interval: str,
+    ) -> list[tuple[Any, ...]]:
+        bucket = "date_trunc('week', day)::DATE" if interval == "week" else "day"
+        return cursor.execute(
+            f"""
+            SELECT {bucket} AS bucket, {SUM_COUNTS} FROM unit_day
+            WHERE ($1::VARCHAR[] IS NULL OR list_contains($1, unit_code))
+              AND ($2::DATE IS NULL OR day >= $2) AND ($3::DATE IS NULL OR day <= $3)
+            GROUP BY bucket ORDER BY bucket
+            """,
+            [units, date_from, date_to],
+        ).fetchall()
+
+    @staticmethod
+    def totals(cursor: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        row = cursor.execute(
+            "SELECT (SELECT count(*) FROM seen_events), (SELECT count(*) FROM dossiers), "
+            "(SELECT count(*) FROM dossiers WHERE received_on IS NULL)"
+        ).fetchall()[0]
+        return {"events": row[0], "dossiers": row[1], "orphan_dossiers": row[2]}
