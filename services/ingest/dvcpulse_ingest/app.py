@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +24,9 @@ log = structlog.get_logger("dvcpulse.ingest")
 
 
 def build_broker(settings: Settings) -> RedisBroker:
-    return RedisBroker(settings.redis_url.get_secret_value(), logger=None)
+    return RedisBroker(
+        settings.redis_url.get_secret_value(), logger=logging.getLogger("dvcpulse.faststream")
+    )
 
 
 def create_app(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 from datetime import date, datetime
 from typing import Annotated, Any
@@ -36,6 +37,13 @@ from .store import ScoreStore, WriterLocked
 log = structlog.get_logger("dvcpulse.scoring")
 
 
+From = Annotated[date | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
+To = Annotated[date | None, Query(alias="to", description="Last local day, inclusive")]
+WindowQ = Annotated[
+    str | None, Query(description="'campaign' (the active campaign) or a target-set id")
+]
+
+
 class ScoringState:
     """What the HTTP handlers read; `ready` turns true once this process holds the writer."""
 
@@ -50,7 +58,9 @@ def create_app(
     target_sets: list[TargetSet],
     broker: RedisBroker | None = None,
 ) -> FastAPI:
-    broker = broker or RedisBroker(settings.redis_url.get_secret_value(), logger=None)
+    broker = broker or RedisBroker(
+        settings.redis_url.get_secret_value(), logger=logging.getLogger("dvcpulse.faststream")
+    )
     store = ScoreStore(settings.duckdb_path, settings.duckdb_memory_limit, settings.duckdb_threads)
     metrics = ScoringMetrics()
     consumer = ScoringConsumer(settings, registry, target_sets, store, broker, metrics)
@@ -144,12 +154,6 @@ def create_app(
         counts = await store.read(store.unit_counts, win.date_from, win.date_to)
         rows = [score_row(u, counts.get(u.code, Counts()), target_set) for u in units]
         return win, target_set, rows
-
-    From = Annotated[date | None, Query(alias="from", description="First local day (YYYY-MM-DD)")]
-    To = Annotated[date | None, Query(alias="to", description="Last local day, inclusive")]
-    WindowQ = Annotated[
-        str | None, Query(description="'campaign' (the active campaign) or a target-set id")
-    ]
 
     @app.get("/api/v1/units", response_model=list[Unit])
     async def units(level: str | None = None, parent: str | None = None) -> Any:

@@ -110,7 +110,14 @@ class ScoringConsumer:
 
         @sub
         async def on_events(batch: Any) -> None:
-            await self.process(list(zip(batch["message_ids"], batch["data"], strict=True)))
+            try:
+                await self.process(list(zip(batch["message_ids"], batch["data"], strict=True)))
+            except Exception as exc:
+                # Left pending: the claim loop retries these entries after claim_idle_ms.
+                log.exception(
+                    "scoring.batch_failed", entries=len(batch["message_ids"]), error=str(exc)
+                )
+                raise
 
         self.broker.publisher(
             stream=self.streams.scores, title="scores", description="Score updates per unit"

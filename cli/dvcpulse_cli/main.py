@@ -1,0 +1,304 @@
+"""The `dvcpulse` command: run the services, feed them, read the numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from enum import StrEnum
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from .bootstrap import configure_logging, ensure_redis, load_config
+
+app = typer.Typer(
+    help="dvcpulse: real-time online public-service rates (tỷ lệ trực tuyến, số hóa, thanh toán "
+    "trực tuyến) for a province's one-stop offices.",
+    no_args_is_help=True,
+)
+dlq_app = typer.Typer(help="Inspect and replay the dead-letter stream of scoring.")
+app.add_typer(dlq_app, name="dlq")
+console = Console()
+
+
+class Service(StrEnum):
+    ingest = "ingest"
+    scoring = "scoring"
+    alerts = "alerts"
+
+
+def _fmt_rate(value: float | None) -> str:
+    return "N/A" if value is None else f"{value:.2f}".replace(".", ",") + "%"
+
+
+@app.command()
+def serve(service: Annotated[Service, typer.Argument(help="Which service to run")]) -> None:
+    """Run one service in the foreground (SIGTERM: finish the batch in hand, commit, ack, exit)."""
+    cfg = load_config()
+    configure_logging(cfg.settings.log_level, cfg.settings.log_json)
+    from . import services
+
+    {
+        "ingest": services.serve_ingest,
+        "scoring": services.serve_scoring,
+        "alerts": services.serve_alerts,
+    }[service.value](cfg)
+
+
+def _wait_healthy(url: str, deadline_s: float = 60) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy in {deadline_s:.0f}s")
+
+
+@app.command()
+def up(
+    demo: Annotated[bool, typer.Option(help="Post the demo feed once the stack is up")] = True,
+    rate: Annotated[float, typer.Option(help="Demo feed events per second")] = 3000,
+    scale: Annotated[float, typer.Option(help="Demo volume multiplier")] = 2.0,
+    exit_after_demo: Annotated[
+        bool, typer.Option(help="Stop the stack when the demo ends")
+    ] = False,
+) -> None:
+    """Start the whole stack (Redis if none answers, ingest, scoring, alerts) and the demo feed."""
+    cfg = load_config()
+    s = cfg.settings
+    local = ensure_redis(s.redis_url.get_secret_value(), s.data_dir)
+    env = {**os.environ, "DVCPULSE_REDIS_URL": local.url, "DVCPULSE_LOG_JSON": "false"}
+    wanted = [Service.ingest, Service.scoring]
+    if importlib.util.find_spec("dvcpulse_alerts.app") is not None:
+        wanted.append(Service.alerts)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    ports = {
+        Service.ingest: s.ingest_port,
+        Service.scoring: s.scoring_port,
+        Service.alerts: s.alerts_port,
+    }
+    try:
+        for svc in wanted:
+            log = (s.data_dir / f"{svc.value}.log").open("ab")
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "dvcpulse_cli", "serve", svc.value],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+        for svc in wanted:
+            _wait_healthy(f"http://{s.host}:{ports[svc]}")
+        console.print(f"[bold green]dvcpulse is up[/] (Redis: {local.url.split('@')[-1]})")
+        for svc in wanted:
+            console.print(
+                f"  {svc.value:8} http://{s.host}:{ports[svc]}/docs   logs: {s.data_dir}/{svc.value}.log"
+            )
+        if demo:
+            simulate(
+                url=f"http://{s.host}:{s.ingest_port}",
+                start=date(2023, 3, 1),
+                days=69,
+                scale=scale,
+                rate=rate,
+                seed=2023,
+            )
+            time.sleep(2)
+            scores(
+                url=f"http://{s.host}:{s.scoring_port}", window="campaign", level=None, levels=True
+            )
+        if exit_after_demo:
+            return
+        console.print("Press Ctrl-C to stop.")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        local.stop()
+
+
+@app.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Ingest base URL")] = "http://127.0.0.1:8001",
+    start: Annotated[str, typer.Option(help="First simulated day")] = "2023-03-01",  # type: ignore[assignment]
+    days: Annotated[int, typer.Option(help="Number of simulated days")] = 69,
+    scale: Annotated[float, typer.Option(help="Volume multiplier")] = 1.0,
+    rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible)")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same feed)")] = 2023,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="DVCPULSE_API_KEY", help="Ingest API key")
+    ] = None,
+) -> None:
+    """Post a realistic feed for the registry over HTTP, with a rate limit and a progress bar."""
+    from .simulate import Plan, generate, post_feed
+
+    cfg = load_config()
+    first = start if isinstance(start, date) else date.fromisoformat(start)
+    feed = list(generate(cfg.registry, cfg.target_sets, Plan(first, days, scale, seed)))
+    total = sum(len(d) for d in feed)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"Posting {days} days from {first}", total=total)
+        result = asyncio.run(
+            post_feed(
+                url,
+                iter(feed),
+                rate=rate,
+                api_key=api_key,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+        )
+    console.print(
+        f"sent {result['sent']:,} events: {result['accepted']:,} accepted, "
+        f"{result['rejected']:,} rejected"
+    )
+
+
+@app.command()
+def units(level: Annotated[str | None, typer.Option(help="Only this level")] = None) -> None:
+    """List the unit registry (code, name, level, parent, fee procedures)."""
+    cfg = load_config()
+    table = Table(
+        "code", "name", "level", "parent", "fees", title=f"{len(cfg.registry.units)} units"
+    )
+    for u in cfg.registry.units.values():
+        if level is None or u.level == level:
+            table.add_row(
+                u.code,
+                u.name,
+                u.level,
+                u.parent_code or "",
+                "có" if u.has_fee_procedures else "không",
+            )
+    console.print(table)
+
+
+@app.command()
+def scores(
+    url: Annotated[str, typer.Option(help="Scoring base URL")] = "http://127.0.0.1:8002",
+    window: Annotated[str | None, typer.Option(help="'campaign' or a target-set id")] = "campaign",
+    level: Annotated[str | None, typer.Option(help="Only this level")] = None,
+    levels: Annotated[bool, typer.Option(help="One row per level instead of per unit")] = False,
+) -> None:
+    """Show the rates as a table in the terminal."""
+    params = {k: v for k, v in {"window": window, "level": level}.items() if v}
+    path = "/api/v1/scores/levels" if levels else "/api/v1/scores"
+    data = httpx.get(f"{url}{path}", params=params, timeout=30).raise_for_status().json()
+    title = f"{data['window']['name']} (targets: {data['target_set'] or '—'})"
+    table = Table(title=title)
+    for col in (
+        "level" if levels else "unit",
+        "received",
+        "online",
+        "digitized",
+        "fee",
+        "paid online",
+        "TL trực tuyến",
+        "TL số hóa",
+        "TL TT trực tuyến",
+    ):
+        table.add_column(col, justify="left" if col in ("unit", "level") else "right")
+    colour = {
+        "met": "green",
+        "below_target": "yellow",
+        "zero": "bold red",
+        "no_data": "dim",
+        "not_applicable": "dim",
+    }
+    for r in data["rows"]:
+        name = r["label"] if levels else f"{r['unit_code']} {r['unit_name']}"
+        cells = [
+            f"[{colour[r['status'][m]]}]{_fmt_rate(r[m + '_rate'])}[/]"
+            for m in ("online", "digitization", "online_payment")
+        ]
+        table.add_row(
+            name,
+            f"{r['received']:,}",
+            f"{r['online']:,}",
+            f"{r['digitized']:,}",
+            f"{r['fee_required']:,}",
+            f"{r['paid_online']:,}",
+            *cells,
+        )
+    console.print(table)
+
+
+@dlq_app.command("list")
+def dlq_list(limit: Annotated[int, typer.Option(help="How many entries")] = 50) -> None:
+    """List dead-lettered entries with their reason."""
+    import redis
+    from dvcpulse_shared.streams import StreamNames
+
+    cfg = load_config()
+    client = redis.Redis.from_url(cfg.settings.redis_url.get_secret_value())
+    stream = StreamNames(cfg.settings.stream_prefix).events_dlq
+    entries = client.xrange(stream, count=limit)
+    table = Table(
+        "id", "failed at", "reason", "payload", title=f"{client.xlen(stream)} in {stream}"
+    )
+    for entry_id, fields in entries:
+        table.add_row(
+            entry_id.decode(),
+            fields.get(b"failed_at", b"").decode(),
+            fields.get(b"reason", b"").decode(),
+            fields.get(b"__data__", b"")[:80].decode("utf-8", "replace"),
+        )
+    console.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    entry_id: Annotated[list[str] | None, typer.Argument(help="Entry ids (default: all)")] = None,
+) -> None:
+    """Put dead-lettered entries back on the events stream (after fixing their cause, e.g. adding
+    a unit to the registry); each is removed from the DLQ in the same transaction."""
+    import redis
+    from dvcpulse_shared.streams import DATA_FIELD, StreamNames
+
+    cfg = load_config()
+    client = redis.Redis.from_url(cfg.settings.redis_url.get_secret_value())
+    names = StreamNames(cfg.settings.stream_prefix)
+    entries = (
+        client.xrange(names.events_dlq)
+        if not entry_id
+        else [e for i in entry_id for e in client.xrange(names.events_dlq, i, i)]
+    )
+    replayed = 0
+    for eid, fields in entries:
+        with client.pipeline(transaction=True) as pipe:
+            pipe.xadd(names.events, {DATA_FIELD: fields.get(DATA_FIELD, b"")})
+            pipe.xdel(names.events_dlq, eid)
+            pipe.execute()
+        replayed += 1
+    console.print(f"replayed {replayed} entries onto {names.events}")
+
+
+if __name__ == "__main__":
+    app()
