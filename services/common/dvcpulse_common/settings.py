@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # Ingest limits.
     max_events_per_request: int = 10_000
     max_body_bytes: int = 10 * 1024 * 1024
+    # National-portal sync (POST /api/v1/sync/dossiers): portal unit codes or names -> our
+    # unit codes, a YAML or CSV file; without it DonViXuLy must be our code or a unique name.
+    sync_unit_map_file: Path | None = None
 
     # Scoring consumer.
     batch_size: int = Field(default=2000, ge=1, le=100_000)
@@ -51,7 +54,12 @@ class Settings(BaseSettings):
     consumer_name: str | None = None
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
-    scores_maxlen: int = 100_000
+    scores_maxlen: int = Field(
+        default=100_000, description="Score updates kept while no consumer group reads them"
+    )
+    stream_retention: bool = Field(
+        default=True, description="Trim stream entries every consumer group has acknowledged"
+    )
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -138,6 +138,11 @@ def create_app(
         events_in.labels("accepted").inc(len(payloads))
         return IngestResult(accepted=len(payloads), rejected=checked.rejected)
 
+    # National-portal sync (DongBoHoSoMC records): same validation and stream path; sync.py.
+    from .sync import sync_router
+
+    app.include_router(sync_router(settings, registry, stream))
+
     @app.get("/health")
     async def health() -> JSONResponse:
         ok = await stream.ping()
