@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from .bootstrap import configure_logging, ensure_redis, load_config
+from .grafana_cli import grafana_app
 
 app = typer.Typer(
     help="dvcpulse: real-time online public-service rates (tỷ lệ trực tuyến, số hóa, thanh toán "
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter stream of scoring.")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(grafana_app, name="grafana")
 console = Console()
 
 

@@ -32,6 +32,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from .consumer import ScoringConsumer
 from .domain import WindowError, resolve_window, score_row
 from .metrics import ScoringMetrics
+from .series import register_series
 from .store import ScoreStore, WriterLocked
 
 log = structlog.get_logger("dvcpulse.scoring")
@@ -119,6 +120,17 @@ def create_app(
 
     def today() -> date:
         return datetime.now(tz).date()
+
+    # Dashboard reads (timeseries, CSV answers of the scores endpoints): see series.py.
+    register_series(
+        app,
+        settings=settings,
+        registry=registry,
+        target_sets=target_sets,
+        store=store,
+        is_ready=lambda: state.ready,
+        today=today,
+    )
 
     def select_units(level: str | None, parent: str | None, unit: str | None) -> list[Unit]:
         wanted = None
