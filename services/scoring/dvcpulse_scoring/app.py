@@ -34,7 +34,6 @@ from .domain import WindowError, resolve_window, score_row
 from .metrics import ScoringMetrics
 from .series import register_series
 from .store import ScoreStore, WriterLocked
-from .web import LiveFeed, install_scoreboard
 
 log = structlog.get_logger("dvcpulse.scoring")
 
@@ -61,16 +60,11 @@ def create_app(
     broker: RedisBroker | None = None,
 ) -> FastAPI:
     broker = broker or RedisBroker(
-        settings.redis_url.get_secret_value(),
-        logger=logging.getLogger("dvcpulse.faststream"),
-        graceful_timeout=30,  # SIGTERM: let the batch in hand finish
+        settings.redis_url.get_secret_value(), logger=logging.getLogger("dvcpulse.faststream")
     )
     store = ScoreStore(settings.duckdb_path, settings.duckdb_memory_limit, settings.duckdb_threads)
     metrics = ScoringMetrics()
-    live = LiveFeed()  # the scoreboard page's server-sent events wait on it; see web.py
-    consumer = ScoringConsumer(
-        settings, registry, target_sets, store, broker, metrics, on_batch=live.on_batch
-    )
+    consumer = ScoringConsumer(settings, registry, target_sets, store, broker, metrics)
     consumer.register()
     state = ScoringState()
     tz = ZoneInfo(settings.timezone)
@@ -298,13 +292,6 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
-        if state.ready:
-            try:  # fresh lag and pending on every scrape, not only on the claim loop's beat
-                await consumer.refresh_lag()
-            except Exception as exc:
-                log.warning("scoring.lag_unavailable", error=str(exc))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    # The live scoreboard at `/` (page, static files, config, SSE): see web.py.
-    install_scoreboard(app, live, settings, registry, target_sets)
     return app
