@@ -60,11 +60,16 @@ def create_app(
     broker: RedisBroker | None = None,
 ) -> FastAPI:
     broker = broker or RedisBroker(
-        settings.redis_url.get_secret_value(), logger=logging.getLogger("dvcpulse.faststream")
+        settings.redis_url.get_secret_value(),
+        logger=logging.getLogger("dvcpulse.faststream"),
+        graceful_timeout=30,  # SIGTERM: let the batch in hand finish
     )
     store = ScoreStore(settings.duckdb_path, settings.duckdb_memory_limit, settings.duckdb_threads)
     metrics = ScoringMetrics()
-    consumer = ScoringConsumer(settings, registry, target_sets, store, broker, metrics)
+    live = LiveFeed()  # the scoreboard page's server-sent events wait on it; see web.py
+    consumer = ScoringConsumer(
+        settings, registry, target_sets, store, broker, metrics, on_batch=live.on_batch
+    )
     consumer.register()
     state = ScoringState()
     tz = ZoneInfo(settings.timezone)

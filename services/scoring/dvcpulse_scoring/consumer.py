@@ -197,6 +197,32 @@ class ScoringConsumer:
             if start == "0-0":
                 return total
 
+    async def trim_acknowledged(self, stream: str, keep_without_group: int | None = None) -> int:
+        """Trim entries that every consumer group has acknowledged, never one still unprocessed.
+
+        A group's boundary is its oldest pending entry, or the entry after the last one it was
+        given; entries below the lowest boundary of all groups are done with everywhere.
+        """
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:  # no such stream yet
+            return 0
+        if not groups:
+            if keep_without_group is None:
+                return 0
+            return int(await self.redis.xtrim(stream, maxlen=keep_without_group, approximate=True))
+        boundaries = []
+        for group in groups:
+            name = group["name"]
+            if group.get("pending"):
+                summary = await self.redis.xpending(stream, name)
+                boundaries.append(_parse_id(summary["min"]))
+            else:
+                ms, seq = _parse_id(group["last-delivered-id"])
+                boundaries.append((ms, seq + 1))
+        ms, seq = min(boundaries)
+        return int(await self.redis.xtrim(stream, minid=f"{ms}-{seq}", approximate=False))
+
     async def _claim_loop(self) -> None:
         every = max(self.settings.claim_idle_ms / 2000, 0.05)
         while True:
@@ -204,6 +230,9 @@ class ScoringConsumer:
             try:
                 await self.claim_stale()
                 await self.refresh_lag()
+                if self.settings.stream_retention:
+                    await self.trim_acknowledged(self.streams.events)
+                    await self.trim_acknowledged(self.streams.scores, self.settings.scores_maxlen)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -224,6 +253,11 @@ class ScoringConsumer:
         return decoded, self.store.apply(decoded)
 
     async def process(self, entries: list[Entry]) -> BatchOutcome:
+        # Shielded: a shutdown (or a cancelled read) never interrupts a batch between its DuckDB
+        # commit and its XACK; stop() waits for it through the lock.
+        return await asyncio.shield(self._process(entries))
+
+    async def _process(self, entries: list[Entry]) -> BatchOutcome:
         async with self._lock:
             started = time.perf_counter()
             decoded, result = await self.store.run(self._decode_and_apply, entries)
@@ -313,7 +347,11 @@ class ScoringConsumer:
                 pipe.xadd(
                     self.streams.scores,
                     {DATA_FIELD: orjson.dumps(update.model_dump(mode="json"))},
-                    maxlen=self.settings.scores_maxlen,
-                    approximate=True,
                 )
             await pipe.execute()
+
+
+def _parse_id(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from dvcpulse_common.rates import rates, statuses
@@ -43,6 +43,8 @@ class DecodedBatch:
     channel: list[str | None] = field(default_factory=list)
     fee_required: list[bool | None] = field(default_factory=list)
     paid_online: list[bool] = field(default_factory=list)
+    # Orders competing received events of one dossier: (occurred_at in UTC, event_id).
+    received_rank: list[str | None] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -59,6 +61,7 @@ class DecodedBatch:
             "channel": self.channel,
             "fee_required": self.fee_required,
             "paid_online": self.paid_online,
+            "received_rank": self.received_rank,
         }
 
 
@@ -72,6 +75,13 @@ def unwrap(fields: dict[bytes, bytes]) -> bytes:
 
         data, _headers = BinaryMessageFormatV1.parse(data)
     return data
+
+
+def received_rank(occurred_at: datetime, event_id: str) -> str:
+    """Sort key of a received event. When one dossier has several received events (with
+    different ids), the earliest wins, ties broken by event id — so the result never depends on
+    the order in which events arrive or are redelivered."""
+    return f"{occurred_at.astimezone(UTC):%Y%m%d%H%M%S%f}|{event_id}"
 
 
 def local_day(moment: datetime, tz: ZoneInfo) -> date:
@@ -112,7 +122,9 @@ def decode_entries(
             out.channel.append(event.channel.value)
             out.fee_required.append(event.fee_required)
             out.paid_online.append(False)
+            out.received_rank.append(received_rank(event.occurred_at, event.event_id))
         else:
+            out.received_rank.append(None)
             out.channel.append(None)
             out.fee_required.append(None)
             out.paid_online.append(

@@ -30,16 +30,21 @@ CREATE TABLE IF NOT EXISTS seen_events (
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_key UHUGEINT PRIMARY KEY,         -- md5 of dossier_id
     dossier_id VARCHAR NOT NULL,
-    unit_code VARCHAR NOT NULL,               -- from the received event once it is known
+    unit_code VARCHAR NOT NULL,               -- from the winning received event once known
     received_on DATE,                         -- cohort day; NULL while only orphan events exist
     online BOOLEAN,
     fee_required BOOLEAN,
+    received_rank VARCHAR,                    -- (occurred_at UTC, event_id) of the winning received
     digitized BOOLEAN NOT NULL,
     paid_online BOOLEAN NOT NULL,
-    -- what the last write changed, read back with RETURNING to update unit_day incrementally
-    t_received BOOLEAN NOT NULL,
-    t_digitized BOOLEAN NOT NULL,
-    t_paid BOOLEAN NOT NULL
+    -- the row as it was before the last write, read back with RETURNING so that unit_day moves
+    -- by exactly (new contribution - old contribution)
+    prev_unit_code VARCHAR,
+    prev_received_on DATE,
+    prev_online BOOLEAN,
+    prev_fee_required BOOLEAN,
+    prev_digitized BOOLEAN,
+    prev_paid_online BOOLEAN
 );
 CREATE TABLE IF NOT EXISTS unit_day (
     unit_code VARCHAR NOT NULL,
@@ -65,55 +70,69 @@ BATCH_SCHEMA = pa.schema(
         ("channel", pa.string()),
         ("fee_required", pa.bool_()),
         ("paid_online", pa.bool_()),
+        ("received_rank", pa.string()),
     ]
 )
 
-# One row per dossier touched by the batch's new events, merged into `dossiers`.
-UPSERT_DOSSIERS = """
+# One row per dossier touched by the batch's new events, merged into `dossiers`. The received
+# event with the smallest rank fixes the dossier's unit, day, channel and fee, in whatever order
+# events arrive; digitized and paid-online are facts that only ever become true.
+_WINS = (
+    "(excluded.received_rank IS NOT NULL AND "
+    "(dossiers.received_rank IS NULL OR excluded.received_rank < dossiers.received_rank))"
+)
+UPSERT_DOSSIERS = f"""
 INSERT INTO dossiers
 SELECT
     md5_number(dossier_id),
     dossier_id,
-    coalesce(arg_min(unit_code, seq) FILTER (type = 'dossier.received'), arg_min(unit_code, seq)),
-    arg_min(day, seq) FILTER (type = 'dossier.received'),
-    arg_min(channel = 'online', seq) FILTER (type = 'dossier.received'),
-    arg_min(fee_required, seq) FILTER (type = 'dossier.received'),
+    coalesce(arg_min(unit_code, received_rank) FILTER (type = 'dossier.received'), arg_min(unit_code, seq)),
+    arg_min(day, received_rank) FILTER (type = 'dossier.received'),
+    arg_min(channel = 'online', received_rank) FILTER (type = 'dossier.received'),
+    arg_min(fee_required, received_rank) FILTER (type = 'dossier.received'),
+    min(received_rank),
     bool_or(type = 'dossier.digitized'),
     bool_or(paid_online),
-    bool_or(type = 'dossier.received'),
-    bool_or(type = 'dossier.digitized'),
-    bool_or(paid_online)
+    NULL, NULL, NULL, NULL, NULL, NULL
 FROM new_events
 GROUP BY dossier_id
 ON CONFLICT (dossier_key) DO UPDATE SET
-    t_received = dossiers.received_on IS NULL AND excluded.received_on IS NOT NULL,
-    t_digitized = NOT dossiers.digitized AND excluded.digitized,
-    t_paid = NOT dossiers.paid_online AND excluded.paid_online,
-    -- the first received event fixes the dossier's unit, day, channel and fee
-    unit_code = CASE WHEN dossiers.received_on IS NULL THEN excluded.unit_code ELSE dossiers.unit_code END,
-    received_on = coalesce(dossiers.received_on, excluded.received_on),
-    online = coalesce(dossiers.online, excluded.online),
-    fee_required = coalesce(dossiers.fee_required, excluded.fee_required),
+    prev_unit_code = dossiers.unit_code,
+    prev_received_on = dossiers.received_on,
+    prev_online = dossiers.online,
+    prev_fee_required = dossiers.fee_required,
+    prev_digitized = dossiers.digitized,
+    prev_paid_online = dossiers.paid_online,
+    unit_code = CASE WHEN {_WINS} THEN excluded.unit_code ELSE dossiers.unit_code END,
+    received_on = CASE WHEN {_WINS} THEN excluded.received_on ELSE dossiers.received_on END,
+    online = CASE WHEN {_WINS} THEN excluded.online ELSE dossiers.online END,
+    fee_required = CASE WHEN {_WINS} THEN excluded.fee_required ELSE dossiers.fee_required END,
+    received_rank = CASE WHEN {_WINS} THEN excluded.received_rank ELSE dossiers.received_rank END,
     digitized = dossiers.digitized OR excluded.digitized,
     paid_online = dossiers.paid_online OR excluded.paid_online
 RETURNING unit_code, received_on, online, fee_required, digitized, paid_online,
-          t_received, t_digitized, t_paid
+          prev_unit_code, prev_received_on, prev_online, prev_fee_required, prev_digitized,
+          prev_paid_online
 """
 
-# The change in counts implied by the changed dossiers: a newly received dossier counts with
-# everything known of it (orphan digitized/paid events included); an already received one adds
-# only what became true in this batch.
+# unit_day moves by the new contribution of each changed dossier minus its old one (a dossier
+# counts in its cohort day once received; orphans count nothing yet).
 UPSERT_UNIT_DAY = """
 INSERT INTO unit_day
-SELECT unit_code, received_on,
-    count(*) FILTER (t_received),
-    count(*) FILTER (t_received AND online),
-    count(*) FILTER ((t_received AND digitized) OR (NOT t_received AND t_digitized)),
-    count(*) FILTER (t_received AND fee_required),
-    count(*) FILTER (fee_required AND ((t_received AND paid_online) OR (NOT t_received AND t_paid)))
-FROM changed
-WHERE received_on IS NOT NULL AND (t_received OR t_digitized OR t_paid)
-GROUP BY unit_code, received_on
+SELECT unit_code, day, sum(received), sum(online), sum(digitized), sum(fee_required), sum(paid_online)
+FROM (
+    SELECT unit_code, received_on AS day, 1 AS received, online::INT AS online,
+           digitized::INT AS digitized, fee_required::INT AS fee_required,
+           (fee_required AND paid_online)::INT AS paid_online
+    FROM changed WHERE received_on IS NOT NULL
+    UNION ALL
+    SELECT prev_unit_code, prev_received_on, -1, -(prev_online::INT), -(prev_digitized::INT),
+           -(prev_fee_required::INT), -((prev_fee_required AND prev_paid_online)::INT)
+    FROM changed WHERE prev_received_on IS NOT NULL
+)
+GROUP BY unit_code, day
+HAVING sum(received) <> 0 OR sum(online) <> 0 OR sum(digitized) <> 0
+    OR sum(fee_required) <> 0 OR sum(paid_online) <> 0
 ON CONFLICT (unit_code, day) DO UPDATE SET
     received = unit_day.received + excluded.received,
     online = unit_day.online + excluded.online,
@@ -258,11 +277,15 @@ class ScoreStore:
                     pass
         new = inserted.num_rows
         touched: set[tuple[str, date]] = set()
-        units = changed.column("unit_code").to_pylist()
-        days = changed.column("received_on").to_pylist()
-        for unit, day in zip(units, days, strict=True):
-            if day is not None:
-                touched.add((unit, day))
+        for unit_col, day_col in (
+            ("unit_code", "received_on"),
+            ("prev_unit_code", "prev_received_on"),
+        ):
+            units = changed.column(unit_col).to_pylist()
+            days = changed.column(day_col).to_pylist()
+            for unit, day in zip(units, days, strict=True):
+                if day is not None:
+                    touched.add((unit, day))
         for unit, day, kind in zip(batch.unit_code, batch.day, batch.type, strict=True):
             if kind == "dossier.received":  # redelivered batches still refresh their scores
                 touched.add((unit, day))
