@@ -252,6 +252,39 @@ def scores(
     console.print(table)
 
 
+keys_app = typer.Typer(help="Make API keys and read tokens (only their SHA-256 goes in settings).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    name: Annotated[str, typer.Argument(help="The source system, e.g. motcua-camau")],
+    units: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated unit codes this key may send for (parents cover their units)"
+        ),
+    ] = None,
+    read_token: Annotated[
+        bool, typer.Option(help="Make a read-API token instead of an ingest key")
+    ] = False,
+) -> None:
+    """Print a new secret once, and the settings entry that admits it (the secret is not stored)."""
+    import json
+
+    from dvcpulse_common.auth import hash_secret, new_secret
+
+    secret = new_secret()
+    console.print(f"secret (give it to {name}, it is shown only now): [bold]{secret}[/]")
+    if read_token:
+        console.print(f"add to DVCPULSE_READ_TOKENS: {json.dumps(hash_secret(secret))}")
+        return
+    entry = {"name": name, "sha256": hash_secret(secret)}
+    if units:
+        entry["units"] = [u.strip() for u in units.split(",") if u.strip()]
+    console.print(f"add to DVCPULSE_API_KEYS: {json.dumps(entry, ensure_ascii=False)}")
+
+
 @dlq_app.command("list")
 def dlq_list(limit: Annotated[int, typer.Option(help="How many entries")] = 50) -> None:
     """List dead-lettered entries with their reason."""

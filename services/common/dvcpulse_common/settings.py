@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .auth import ApiKey
+
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 
 DEFAULT_LEVEL_LABELS = {
@@ -39,6 +41,16 @@ class Settings(BaseSettings):
     ingest_port: int = 8001
     scoring_port: int = 8002
     alerts_port: int = 8003
+
+    # Security: keys and tokens are stored as SHA-256 hex (`dvcpulse keys new` makes them).
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Ingest API keys per source system; empty = ingest is open (development)",
+    )
+    read_tokens: list[str] = Field(
+        default_factory=list,
+        description="SHA-256 of bearer tokens for the read APIs; empty = read APIs are open",
+    )
 
     # Ingest limits.
     max_events_per_request: int = 10_000

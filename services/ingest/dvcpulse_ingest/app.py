@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
+from dvcpulse_common.auth import allowed_units, match_hash, presented_secret
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.settings import Settings
 from dvcpulse_shared.api import ErrorBody, IngestResult
@@ -38,6 +39,10 @@ def create_app(
     # Declared for the AsyncAPI document; events are written in bulk by EventStream.
     broker.publisher(stream=streams.events, title="events", description="Dossier events")
     unit_codes = frozenset(registry.units)
+    key_hashes = [k.sha256 for k in settings.api_keys]
+    key_scopes = [allowed_units(k, registry) for k in settings.api_keys]
+    if not key_hashes:
+        log.warning("ingest.open", reason="no DVCPULSE_API_KEYS configured: ingest accepts anyone")
 
     metrics = CollectorRegistry()
     events_in = Counter(
@@ -70,12 +75,38 @@ def create_app(
         requests_failed.labels(reason).inc()
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
+    class Unauthorized(Exception):
+        pass
+
+    def authorize(request: Request) -> frozenset[str] | None:
+        """The units the caller may send events for (None = all); raises when keys are
+        configured and the request carries none of them."""
+        if not key_hashes:
+            return None
+        index = match_hash(presented_secret(request.headers), key_hashes)
+        if index is None:
+            raise Unauthorized
+        structlog.contextvars.bind_contextvars(source=settings.api_keys[index].name)
+        return key_scopes[index]
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, __: Unauthorized) -> JSONResponse:
+        return error(
+            401,
+            "missing or unknown API key: send it in the X-API-Key header",
+            "unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    app.state.authorize = authorize  # shared with the other ingest routes (sync)
+
     @app.post(
         "/api/v1/events",
         status_code=202,
         response_model=IngestResult,
         responses={
             400: {"model": ErrorBody, "description": "The body is not JSON"},
+            401: {"model": ErrorBody, "description": "Missing or unknown API key"},
             413: {"model": ErrorBody, "description": "Over 10,000 events or 10 MB"},
             422: {"model": IngestResult, "description": "No event in the body is valid"},
             503: {"model": ErrorBody, "description": "Redis cannot take events now; retry"},
@@ -102,6 +133,7 @@ def create_app(
         Body: a JSON array of events or NDJSON. Answers 202 with the number accepted and, for
         each rejected event, its index and the field errors; 422 when none is valid.
         """
+        scope = authorize(request)
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
             return error(413, f"body over {settings.max_body_bytes} bytes", "too_large")
@@ -116,7 +148,7 @@ def create_app(
             return error(413, str(exc), "too_large")
         except BodyError as exc:
             return error(400, str(exc), "not_json")
-        checked = validate_events(items, unit_codes)
+        checked = validate_events(items, unit_codes, scope)
         events_in.labels("rejected").inc(len(checked.rejected))
         if not checked.events:
             requests_failed.labels("none_valid").inc()

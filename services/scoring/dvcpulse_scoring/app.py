@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import structlog
+from dvcpulse_common.http import ReadTokenMiddleware
 from dvcpulse_common.rates import add_counts, rates, statuses
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.settings import Settings
@@ -116,6 +117,7 @@ def create_app(
         "số hóa, thanh toán trực tuyến).",
         lifespan=lifespan,
     )
+    app.add_middleware(ReadTokenMiddleware, token_hashes=settings.read_tokens)
     app.state.consumer = consumer
     app.state.store = store
     app.state.scoring = state
