@@ -335,5 +335,10 @@ def dlq_replay(
     console.print(f"replayed {replayed} entries onto {names.events}")
 
 
+# One-stop exports in (importer.py) and the weekly report out (report.py).
+from .importer import import_command  # noqa: E402
+
+app.command("import")(import_command)
+
 if __name__ == "__main__":
     app()
