@@ -35,6 +35,7 @@ from .domain import WindowError, resolve_window, score_row
 from .metrics import ScoringMetrics
 from .series import register_series
 from .store import ScoreStore, WriterLocked
+from .web import LiveFeed, install_scoreboard
 
 log = structlog.get_logger("dvcpulse.scoring")
 
@@ -299,6 +300,13 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
+        if state.ready:
+            try:  # fresh lag and pending on every scrape, not only on the claim loop's beat
+                await consumer.refresh_lag()
+            except Exception as exc:
+                log.warning("scoring.lag_unavailable", error=str(exc))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # The live scoreboard at `/` (page, static files, config, SSE): see web.py.
+    install_scoreboard(app, live, settings, registry, target_sets)
     return app
