@@ -139,8 +139,10 @@ def create_app(
 
     async def step() -> None:
         """One scheduler step: state changes first (committed), then the sending."""
-        engine.tick()
+        now = clock.now()
+        engine.tick(now)
         dispatcher.kick()
+        state["ticked_at"] = now
 
     async def ticker() -> None:
         while True:
@@ -374,7 +376,14 @@ def create_app(
         if state["ready"]:
             (firing,) = store.query("SELECT count(*) FROM alerts WHERE state='firing'")[0]
             (failed,) = store.query("SELECT count(*) FROM deliveries WHERE status='failed'")[0]
-            body.update(firing=firing, failed_deliveries=failed, window=engine.window().id)
+            ticked = state.get("ticked_at")
+            body.update(
+                firing=firing,
+                failed_deliveries=failed,
+                window=engine.window().id,
+                # The clock time the scheduler last looked at (tests wait for it to catch up).
+                ticked_at=ticked.isoformat() if ticked else None,
+            )
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", include_in_schema=False)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 
+from dvcpulse_common.formatting import format_count, format_percent, format_rate
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.targets import unit_targets
 from dvcpulse_shared.api import Counts
@@ -63,20 +64,32 @@ class Event(StrEnum):
 
 
 # -- numbers as a reader in Vietnam writes them --------------------------------------------------
-def fmt_number(value: float | Decimal | None, decimals: int = 2) -> str:
-    """63.6543 -> '63,65'; 24965 -> '24.965' (dot groups thousands, comma marks decimals)."""
+def fmt_number(value: float | Decimal | Fraction | None) -> str:
+    """Cut (not rounded) to two decimals, as the plan prints: 63.6553 -> '63,65'. Floats are
+    read through their shortest repr, so 29.0 never becomes 28,99."""
     if value is None:
         return "—"
-    text = f"{float(value):,.{decimals}f}"
-    return text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return format_percent(value if isinstance(value, Fraction) else Fraction(str(value)))[:-1]
 
 
-def fmt_pct(value: float | Decimal | None) -> str:
+def fmt_pct(value: float | Decimal | Fraction | None) -> str:
     return "không áp dụng" if value is None else f"{fmt_number(value)}%"
 
 
+def fmt_rate(numerator: int, denominator: int) -> str:
+    """A rate from its counts, exactly: 24965/39219 -> '63,65%'."""
+    return format_rate(numerator, denominator, na="không áp dụng")
+
+
 def fmt_int(value: int) -> str:
-    return fmt_number(value, 0)
+    return format_count(value)
+
+
+def exact_gap(target: float | Decimal | None, numerator: int, denominator: int) -> Fraction | None:
+    """Percentage points missing to reach the target, exact (positive = under target)."""
+    if target is None or denominator == 0:
+        return None
+    return Fraction(str(target)) - Fraction(numerator * 100, denominator)
 
 
 def fmt_date(day: date | None) -> str:
@@ -344,11 +357,13 @@ def describe(n: Notice) -> str:
         return f"{where}: không tiếp nhận hồ sơ nào trong {days} ngày (tổng {fmt_int(n.numerator)} hồ sơ trong kỳ)."
     label = METRIC_LABEL[n.metric]
     counts = f"{fmt_int(n.numerator)}/{fmt_int(n.denominator)} hồ sơ"
+    rate = fmt_rate(n.numerator, n.denominator)
     target = f"chỉ tiêu {fmt_pct(n.target)}" if n.target is not None else "chưa giao chỉ tiêu"
     if n.event is Event.resolved:
-        return f"{where} — {label}: {fmt_pct(n.value)} ({counts}), {target}: đã khắc phục."
-    gap = f"; thiếu {fmt_number(n.gap)} điểm %" if n.gap is not None and n.gap > 0 else ""
-    return f"{where} — {label}: {fmt_pct(n.value)} ({counts}); {target}{gap}."
+        return f"{where} — {label}: {rate} ({counts}), {target}: đã khắc phục."
+    gap = exact_gap(n.target, n.numerator, n.denominator)
+    missing = f"; thiếu {fmt_number(gap)} điểm %" if gap is not None and gap > 0 else ""
+    return f"{where} — {label}: {rate} ({counts}); {target}{missing}."
 
 
 @dataclass
@@ -498,27 +513,28 @@ def render_digest(
     ]
     for metric in RATE_METRICS:
         num, den = _rate_parts(metric, total)
-        value = None if den == 0 else num * 100 / den
         lines.append(
-            f"- {METRIC_LABEL[metric]}: {fmt_pct(value) if den else 'chưa có dữ liệu'}"
+            f"- {METRIC_LABEL[metric]}: {fmt_rate(num, den) if den else 'chưa có dữ liệu'}"
             f" ({fmt_int(num)}/{fmt_int(den)})"
         )
     zero_lines, below_lines, silent_lines = [], [], []
     for r in sorted(rows, key=lambda r: r.unit.code):
         f = findings.get(r.unit.code, {})
-        for (metric, kind), finding in sorted(
-            f.items(), key=lambda kv: -(kv[1].target or 0) + (kv[1].value or 0)
-        ):
+        for (metric, kind), finding in sorted(f.items(), key=lambda kv: kv[0]):
             label = f"{r.unit.name} ({r.unit.code}) — {METRIC_LABEL[metric]}"
             change = (
                 _change(r.rate(metric), r.previous.get(metric)) if metric in RATE_METRICS else ""
             )
             if kind is Kind.zero:
-                zero_lines.append(f"- {label}: 0% ({fmt_int(finding.denominator)} hồ sơ){change}")
+                zero_lines.append(
+                    f"- {label}: 0,00% (0/{fmt_int(finding.denominator)} hồ sơ){change}"
+                )
             elif kind is Kind.below_target:
                 below_lines.append(
-                    f"- {label}: {fmt_pct(finding.value)}, chỉ tiêu {fmt_pct(finding.target)}, "
-                    f"thiếu {fmt_number((finding.target or 0) - (finding.value or 0))} điểm{change}"
+                    f"- {label}: {fmt_rate(finding.numerator, finding.denominator)}, "
+                    f"chỉ tiêu {fmt_pct(finding.target)}, thiếu "
+                    f"{fmt_number(exact_gap(finding.target, finding.numerator, finding.denominator))}"
+                    f" điểm{change}"
                 )
             else:
                 silent_lines.append(
@@ -537,7 +553,8 @@ def render_digest(
         for metric in RATE_METRICS:
             value = r.rate(metric)
             target = getattr(r.targets, metric)
-            cell = fmt_pct(value) if value is not None else "không áp dụng"
+            num, den = _rate_parts(metric, r.counts)
+            cell = fmt_rate(num, den) if value is not None else "không áp dụng"
             if target is not None and value is not None:
                 cell += f" (CT {fmt_pct(target)})"
             cell += _change(value, r.previous.get(metric))

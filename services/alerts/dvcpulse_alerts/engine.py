@@ -311,9 +311,9 @@ class AlertEngine:
         ]
 
     # -- the scheduler tick --------------------------------------------------------------------
-    def tick(self) -> list[int]:
+    def tick(self, now: datetime | None = None) -> list[int]:
         """Sweep, remind, flush due groups, send a due digest. Returns new message ids."""
-        now = self.clock.now()
+        now = now or self.clock.now()
         win = self.window(now)
         with self.store.transaction() as conn:
             if (
