@@ -49,7 +49,7 @@ TOTAL_RECEIVED = 7
 
 
 @pytest.fixture(scope="module")
-def scoring_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One scoring service for the module (the queries only read), fed through real ingest."""
     prefix = f"test-{uuid.uuid4().hex[:12]}"
     settings = Settings(
@@ -75,12 +75,23 @@ def scoring_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 return total["received"] == TOTAL_RECEIVED and total["digitized"] == 2
 
             wait_until(loaded, 30, what="the event set scored")
-            yield scoring.url
+            yield {
+                "scoring": scoring.url,
+                "ingest": ingest.url,
+                "settings": settings,
+                "registry": registry,
+                "target_sets": target_sets,
+            }
     finally:
         client = redis.Redis.from_url(REDIS_URL)
         keys = list(client.scan_iter(f"{prefix}:*"))
         if keys:
             client.delete(*keys)
+
+
+@pytest.fixture(scope="module")
+def scoring_url(stack: dict[str, Any]) -> str:
+    return stack["scoring"]
 
 
 def series(url: str, **params: str) -> dict[str, Any]:
@@ -361,18 +372,39 @@ def test_alerts_panels_ask_for_the_documented_fields(dashboards):
 
 
 @pytest.mark.skipif(not ALERTS_APP, reason="dvcpulse_alerts.app is not built yet (issue 3)")
-def test_alerts_panel_queries_against_the_alerts_service(
-    dashboards, settings, registry, target_sets
-):
+def test_alerts_panel_queries_against_the_alerts_service(dashboards, stack):
+    """The real alerts service over the same streams: a department at 0% online fires an
+    alert, and the panels' queries return it with every field they show."""
     from dvcpulse_alerts.app import create_app as create_alerts  # type: ignore[import-not-found]
 
-    with ServerThread(create_alerts(settings, registry, target_sets)) as alerts:
+    app = create_alerts(stack["settings"], stack["registry"], stack["target_sets"])
+    with ServerThread(app) as alerts:
+        # Sent after alerts started, so its score update reaches the alerts consumer group.
+        event = received("CMU-S03", "G-Z1", channel="direct", at="2023-03-10T09:00:00+07:00")
+        assert httpx.post(f"{stack['ingest']}/api/v1/events", json=[event]).status_code == 202
+
+        def s03_firing() -> bool:
+            url = f"{alerts.url}/api/v1/alerts"
+            firing = httpx.get(url, params={"state": "firing"}).json()
+            return any(a["unit_code"] == "CMU-S03" for a in firing)
+
+        wait_until(s03_firing, 30, 0.2, what="CMU-S03 firing")
+        executed = 0
         for title, query in all_queries(dashboards["alerts.json"]):
             rows = run_query(query, {ALERTS_DS: alerts.url}, {})
-            assert isinstance(rows, list), title  # an empty list is a valid answer here
+            assert isinstance(rows, list), title
+            firing = {p["value"] for p in query["url_options"]["params"]} == {"firing"}
+            assert rows or not firing, f"{title}: no rows"
             for row in rows:
                 for column in query["columns"]:
-                    check_type(pick(row, column["selector"]), column["type"], title)
+                    where = f"{title}/{column['selector']}"
+                    try:
+                        value = pick(row, column["selector"])
+                    except KeyError:
+                        pytest.fail(f"{where}: field missing")
+                    check_type(value, column["type"], where)
+            executed += 1
+        assert executed == 3
 
 
 def test_dashboard_files_are_where_compose_mounts_them():
