@@ -618,3 +618,61 @@ def test_an_older_update_arriving_late_changes_nothing(alerts, alerts_settings, 
     wait_until(lambda: settled(alerts, alerts_settings, clock))
     assert get(alerts, "/api/v1/alerts") == []
     assert sent(alerts) == []
+
+
+def test_friday_digest_once_per_recipient_with_change_since_last_week(
+    alerts_settings, registry, target_sets, recipients, clock, webhook, mailbox
+):
+    box, _ = mailbox
+    cfg = alerts_settings.model_copy(update={"digest_enabled": True})
+    app = create_app(cfg, registry, target_sets, recipients=recipients, clock=clock)
+    with ServerThread(app) as alerts:
+        publish(cfg, "CMU-H01-X01", Counts(received=10, online=5, digitized=9))  # 50 < 60
+        publish(cfg, "CMU-H01-X02", ZERO_ONLINE)
+        publish(
+            cfg,
+            "CMU-S01",
+            Counts(received=4, online=4, digitized=4, fee_required=2, paid_online=1),
+            level="province",
+        )
+        # Friday 10/03/2023 14:59:59 local: not yet.
+        clock.set(datetime(2023, 3, 10, 14, 59, 59, tzinfo=VN))
+        wait_until(lambda: settled(alerts, cfg, clock))
+        assert webhook.payloads("digest") == []
+        clock.set(datetime(2023, 3, 10, 15, 0, tzinfo=VN))
+        wait_until(lambda: len(webhook.payloads("digest")) == 4, what="4 digests")
+        office = webhook.payloads("digest", "office")[0]
+        text = office["text"]
+        assert "BÁO CÁO TUẦN — Chiến dịch cao điểm 69 ngày đêm 2023" in text
+        assert "ĐƠN VỊ CÓ TỶ LỆ 0% (1):" in text
+        assert (
+            "UBND xã Lý Văn Lâm (CMU-H01-X02) — Tỷ lệ hồ sơ trực tuyến: 0,00% (0/10 hồ sơ)" in text
+        )
+        assert "ĐƠN VỊ DƯỚI CHỈ TIÊU (" in text
+        assert (
+            "UBND xã Hòa Thành (CMU-H01-X01) — Tỷ lệ hồ sơ trực tuyến: 50,00%, chỉ tiêu 60,00%, "
+            "thiếu 10,00 điểm" in text
+        )
+        # Totals are sums of counts, then divided: (5+0+4)/(10+10+4) = 37,50%.
+        assert "- Tỷ lệ hồ sơ trực tuyến: 37,50% (9/24)" in text
+        # A commune head's digest covers only his commune.
+        x01 = webhook.payloads("digest", "x01")[0]
+        assert [u["unit_code"] for u in x01["units"]] == ["CMU-H01-X01"]
+        mail = wait_until(
+            lambda: [m for m in box.to("vp@camau.example") if "Báo cáo tuần" in m["Subject"]]
+        )
+        assert mail[0]["Subject"].startswith("[dvcpulse] Báo cáo tuần 10/03/2023: 1 chỉ số 0%")
+
+        # Once per Friday, however often the scheduler looks.
+        clock.set(datetime(2023, 3, 10, 16, 0, tzinfo=VN))
+        wait_until(lambda: settled(alerts, cfg, clock))
+        assert len(webhook.payloads("digest")) == 4
+
+        # Next Friday: the change since last week.
+        publish(cfg, "CMU-H01-X01", Counts(received=12, online=8, digitized=11))  # 66,66%
+        wait_until(lambda: acked(cfg))
+        clock.set(datetime(2023, 3, 17, 15, 0, 1, tzinfo=VN))
+        wait_until(lambda: len(webhook.payloads("digest")) == 8, what="second digests")
+        x01 = webhook.payloads("digest", "x01")[1]
+        assert "66,66% (CT 60,00%) (+16,66 điểm so với tuần trước)" in x01["text"]
+        assert x01["units"][0]["online_previous"] == 50.0

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from datetime import time, timedelta
 from pathlib import Path
+from typing import Annotated, Any
 
 from dvcpulse_common.settings import CONFIG_DIR, Settings
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> Any:
+    """'30', '30s', '1.5m', '24h', '7d' (or ISO 8601 'PT30S'): env values read as people write."""
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2) or "s"])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
 
 
 class AlertsSettings(Settings):
@@ -28,8 +43,8 @@ class AlertsSettings(Settings):
     recipients_file: Path = CONFIG_DIR / "ca_mau" / "recipients.yaml"
 
     # Alertmanager-like timing.
-    group_wait: timedelta = Field(default=timedelta(seconds=30))
-    repeat_interval: timedelta = Field(default=timedelta(hours=24))
+    group_wait: Duration = Field(default=timedelta(seconds=30))
+    repeat_interval: Duration = Field(default=timedelta(hours=24))
     silent_days: int = Field(default=7, ge=1)
     min_dossiers: int = Field(default=1, ge=1)
 
@@ -37,7 +52,7 @@ class AlertsSettings(Settings):
     digest_weekday: int = Field(default=4, ge=0, le=6)
     digest_time: time = time(15, 0)
     # A digest missed while the service was down is still sent if this late at most.
-    digest_grace: timedelta = Field(default=timedelta(hours=12))
+    digest_grace: Duration = Field(default=timedelta(hours=12))
     digest_enabled: bool = True
 
     # Delivery retries (tenacity): attempts per delivery and the first backoff step.
