@@ -11,7 +11,7 @@ from dvcpulse_common.auth import allowed_units, match_hash, presented_secret
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.settings import Settings
 from dvcpulse_shared.api import ErrorBody, IngestResult
-from dvcpulse_shared.events import EventAdapter
+from dvcpulse_shared.events import DossierEvent, EventAdapter
 from dvcpulse_shared.streams import StreamNames
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +22,7 @@ from .adapters import EventStream, StreamUnavailable
 from .domain import BodyError, TooLarge, split_body, validate_events
 
 log = structlog.get_logger("dvcpulse.ingest")
+LOG_REJECTED_MAX = 100
 
 
 def build_broker(settings: Settings) -> RedisBroker:
@@ -37,7 +38,9 @@ def create_app(
     streams = StreamNames(settings.stream_prefix)
     stream = EventStream(broker, streams.events)
     # Declared for the AsyncAPI document; events are written in bulk by EventStream.
-    broker.publisher(stream=streams.events, title="events", description="Dossier events")
+    broker.publisher(
+        stream=streams.events, title="events", description="Dossier events", schema=DossierEvent
+    )
     unit_codes = frozenset(registry.units)
     key_hashes = [k.sha256 for k in settings.api_keys]
     key_scopes = [allowed_units(k, registry) for k in settings.api_keys]
@@ -150,6 +153,18 @@ def create_app(
             return error(400, str(exc), "not_json")
         checked = validate_events(items, unit_codes, scope)
         events_in.labels("rejected").inc(len(checked.rejected))
+        # One log line per rejected event (capped: a 10,000-event garbage body must not flood
+        # the log), with the ids a one-stop operator searches for.
+        for rejection in checked.rejected[:LOG_REJECTED_MAX]:
+            item = items[rejection.index]
+            dossier = item.get("dossier_id") if isinstance(item, dict) else None
+            log.warning(
+                "ingest.event_rejected",
+                index=rejection.index,
+                event_id=rejection.event_id,
+                dossier_id=dossier if isinstance(dossier, str) else None,
+                errors=[f"{e.field}: {e.message}" for e in rejection.errors],
+            )
         if not checked.events:
             requests_failed.labels("none_valid").inc()
             return JSONResponse(
@@ -168,6 +183,7 @@ def create_app(
                 headers={"Retry-After": "2"},
             )
         events_in.labels("accepted").inc(len(payloads))
+        log.info("ingest.accepted", accepted=len(payloads), rejected=len(checked.rejected))
         return IngestResult(accepted=len(payloads), rejected=checked.rejected)
 
     # National-portal sync (DongBoHoSoMC records): same validation and stream path; sync.py.

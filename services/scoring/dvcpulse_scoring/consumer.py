@@ -28,6 +28,7 @@ from dvcpulse_shared.targets import TargetSet
 from faststream import AckPolicy
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
+from pydantic import BaseModel, Field
 from redis.exceptions import ResponseError
 
 from .domain import DecodedBatch, decode_entries, windows_for_day
@@ -46,6 +47,27 @@ class BatchOutcome:
     duplicates: int
     poison: int
     score_updates: int
+
+
+class DeadLetterEntry(BaseModel):
+    """The fields of one entry of `{prefix}:events:dlq` (stream fields, not a JSON body)."""
+
+    reason: str = Field(description="Why the entry could not be counted")
+    data: str = Field(alias="__data__", description="The original entry's bytes, unchanged")
+    source_stream: str
+    source_id: str = Field(description="Entry id in the source stream")
+    failed_at: datetime
+
+
+def _ids_of(payload: bytes) -> dict[str, str]:
+    """event_id and dossier_id of a poison payload, when it is JSON that carries them."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k in ("event_id", "dossier_id") if isinstance(v := data.get(k), str)}
 
 
 async def _keep_raw(msg: Any, _original: Any) -> StreamMessage[Any]:
@@ -120,7 +142,18 @@ class ScoringConsumer:
                 raise
 
         self.broker.publisher(
-            stream=self.streams.scores, title="scores", description="Score updates per unit"
+            stream=self.streams.scores,
+            title="scores",
+            description="Score updates per unit",
+            schema=ScoreUpdate,
+        )
+        # Declared for the AsyncAPI document; entries are written by dead_letter() below.
+        self.broker.publisher(
+            stream=self.streams.events_dlq,
+            title="events-dlq",
+            description="Entries of the events stream that cannot be counted (not a valid event, "
+            "unknown unit), with the reason; `dvcpulse dlq list|replay`",
+            schema=DeadLetterEntry,
         )
 
     @property
@@ -301,7 +334,12 @@ class ScoringConsumer:
                 )
             await pipe.execute()
         for p in decoded.poison:
-            log.warning("scoring.dead_lettered", entry_id=p.entry_id.decode(), reason=p.reason)
+            log.warning(
+                "scoring.dead_lettered",
+                entry_id=p.entry_id.decode(),
+                reason=p.reason,
+                **_ids_of(p.payload),
+            )
 
     async def score_updates(self, touched: set[tuple[str, date]]) -> list[ScoreUpdate]:
         if not touched:
