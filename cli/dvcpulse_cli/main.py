@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from .alerts_cli import app as alerts_app
 from .bootstrap import configure_logging, ensure_redis, load_config
 from .grafana_cli import grafana_app
 
@@ -30,6 +31,7 @@ app = typer.Typer(
 dlq_app = typer.Typer(help="Inspect and replay the dead-letter stream of scoring.")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(grafana_app, name="grafana")
+app.add_typer(alerts_app, name="alerts")
 console = Console()
 
 

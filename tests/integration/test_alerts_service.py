@@ -676,3 +676,60 @@ def test_friday_digest_once_per_recipient_with_change_since_last_week(
         x01 = webhook.payloads("digest", "x01")[1]
         assert "66,66% (CT 60,00%) (+16,66 điểm so với tuần trước)" in x01["text"]
         assert x01["units"][0]["online_previous"] == 50.0
+
+
+def test_cli_lists_alerts_and_adds_and_deletes_silences(alerts, alerts_settings, clock):
+    from dvcpulse_cli.alerts_cli import app as cli
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    publish(alerts_settings, "CMU-H01-X01", ZERO_ONLINE)
+    wait_until(lambda: firing(alerts))
+    out = runner.invoke(cli, ["--url", alerts.url], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "CMU-H01-X01" in out.output and "zero" in out.output and "0,00%" in out.output
+    until = (clock.now() + timedelta(days=1)).isoformat()
+    out = runner.invoke(
+        cli,
+        [
+            "silence",
+            "add",
+            "--url",
+            alerts.url,
+            "--unit",
+            "CMU-H01-X01",
+            "--until",
+            until,
+            "--reason",
+            "Bảo trì",
+            "--author",
+            "vp",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    [silence] = get(alerts, "/api/v1/silences")
+    assert (silence["unit_code"], silence["reason"]) == ("CMU-H01-X01", "Bảo trì")
+    assert firing(alerts)[0]["silenced"] is True
+    out = runner.invoke(
+        cli,
+        [
+            "silence",
+            "add",
+            "--url",
+            alerts.url,
+            "--unit",
+            "NOPE",
+            "--until",
+            until,
+            "--reason",
+            "x",
+            "--author",
+            "a",
+        ],
+    )
+    assert out.exit_code == 1 and "unknown unit" in out.output
+    out = runner.invoke(cli, ["silence", "delete", "--url", alerts.url, str(silence["id"])])
+    assert out.exit_code == 0, out.output
+    assert get(alerts, "/api/v1/silences") == []
+    out = runner.invoke(cli, ["notifications", "--url", alerts.url])
+    assert out.exit_code == 0, out.output
