@@ -87,11 +87,10 @@ def create_app(
                 await asyncio.sleep(1.0)
         state.role = "writer"
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI):
+    async def become_writer() -> None:
         await open_store()
         await broker.connect()
-        async for attempt in AsyncRetrying(
+        async for attempt in AsyncRetrying(  # Redis may be down at start: wait for it
             retry=retry_if_exception_type(Exception),
             wait=wait_exponential(multiplier=0.2, max=5),
             reraise=True,
@@ -102,10 +101,26 @@ def create_app(
         await broker.start()
         state.ready = True
         log.info("scoring.started", stream=consumer.streams.events, consumer=consumer.consumer)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        # Start-up runs as a task so that a standby (or a wait for Redis) still answers /health
+        # and still stops on SIGTERM; a normal start is awaited before serving.
+        starting = asyncio.create_task(become_writer(), name="scoring-start")
+        try:
+            await asyncio.wait_for(asyncio.shield(starting), timeout=5)
+        except TimeoutError:
+            log.warning("scoring.waiting", role=state.role)
         try:
             yield
         finally:
             state.ready = False
+            if not starting.done():
+                starting.cancel()
+                try:
+                    await starting
+                except (asyncio.CancelledError, Exception):
+                    pass
             await broker.stop()  # stops reading; the batch in hand finishes
             await consumer.stop()
             await asyncio.to_thread(store.close)
