@@ -229,3 +229,22 @@ def provision_cmd(
     for kind, name, action in report.actions:
         typer.echo(f"{action:9} {kind:10} {name}")
     typer.echo(f"{report.changed} change(s) at {url}")
+
+
+@grafana_app.command("render")
+def render_cmd(
+    scoring_url: Annotated[str, typer.Option(help="Scoring API")] = "http://127.0.0.1:8002",
+    alerts_url: Annotated[
+        str | None, typer.Option(help="Alerts API (omit to skip the alerts chart)")
+    ] = "http://127.0.0.1:8003",
+    out: Annotated[Path, typer.Option(help="Output directory")] = DASHBOARD_DIR.parents[1]
+    / "docs"
+    / "dashboards",
+    unit: Annotated[str, typer.Option(help="Unit of the drill-down chart")] = "CMU-S01",
+    window: Annotated[str, typer.Option(help="'campaign' or a target-set id")] = "campaign",
+) -> None:
+    """Draw each dashboard's data as a PNG from the same queries its panels run."""
+    from .grafana_render import render_all
+
+    for path in render_all(_models(None, None), scoring_url, alerts_url, out, unit, window):
+        typer.echo(f"written {path}")
