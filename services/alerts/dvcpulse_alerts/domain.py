@@ -4,7 +4,7 @@ message says. No I/O here: the engine feeds these functions and stores what they
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -380,7 +380,9 @@ SECTION = {
 }
 
 
-def render_alerts(recipient: Recipient, notices: list[Notice], now: datetime) -> Message:
+def render_alerts(
+    recipient: Recipient, notices: list[Notice], now: datetime, tz: tzinfo | None = None
+) -> Message:
     """One message for one recipient: every affected unit, worst first."""
     ordered = worst_first(notices)
     firing = [n for n in ordered if n.event is not Event.resolved]
@@ -403,7 +405,7 @@ def render_alerts(recipient: Recipient, notices: list[Notice], now: datetime) ->
         f"Kính gửi {recipient.name},",
         "",
         f"Kết quả dịch vụ công trực tuyến ({'; '.join(windows)}), cập nhật lúc "
-        f"{now.strftime('%H:%M %d/%m/%Y')} (UTC):",
+        f"{now.astimezone(tz).strftime('%H:%M ngày %d/%m/%Y')}:",
     ]
     i = 0
     for event in (Event.firing, Event.reminder, Event.resolved):

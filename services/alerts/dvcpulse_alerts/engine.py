@@ -379,7 +379,7 @@ class AlertEngine:
             notices = collapse([self._notice(r) for r in rows])
             message_id = None
             if recipient is not None and notices:
-                msg = render_alerts(recipient, notices, now)
+                msg = render_alerts(recipient, notices, now, self.tz)
                 message_id = self._queue_message(conn, recipient, "alerts", msg, now)
                 out.append(message_id)
             # Rows of a recipient removed from the file, or collapsed away, are closed with 0.
