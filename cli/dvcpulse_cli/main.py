@@ -344,5 +344,10 @@ from .report import report_command  # noqa: E402
 app.command("import")(import_command)
 app.command("report")(report_command)
 
+# API documents under docs/ (AsyncAPI of the streams, OpenAPI of the services): docs_cli.py.
+from .docs_cli import docs_command  # noqa: E402
+
+app.command("docs")(docs_command)
+
 if __name__ == "__main__":
     app()
