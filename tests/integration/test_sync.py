@@ -129,3 +129,24 @@ def test_503_when_redis_cannot_take_them(settings, registry):
         assert resp.headers["retry-after"] == "2"
     finally:
         server.__exit__(None, None, None)
+
+
+def test_api_keys_and_unit_scopes_apply_to_sync(settings, registry):
+    from dvcpulse_common.auth import ApiKey, hash_secret
+
+    key = "dvp_test-sync-key-for-district-h01"
+    secured = settings.model_copy(
+        update={"api_keys": [ApiKey(name="motcua-h01", sha256=hash_secret(key), units=["CMU-H01"])]}
+    )
+    with ServerThread(create_ingest(secured, registry)) as ingest:
+        url = f"{ingest.url}/api/v1/sync/dossiers"
+        in_scope = {**records()[1], "MaHoSo": "K-1", "DonViXuLy": "CMU-H01-X07"}
+        out_of_scope = {**records()[1], "MaHoSo": "K-2", "DonViXuLy": "CMU-S01"}
+        assert httpx.post(url, json=[in_scope]).status_code == 401
+        resp = httpx.post(url, json=[in_scope, out_of_scope], headers={"x-api-key": key})
+        assert resp.status_code == 202, resp.text
+        body = resp.json()
+        assert body["accepted"] == 1
+        (rejection,) = body["rejected"]
+        assert rejection["index"] == 1 and rejection["errors"][0]["field"] == "DonViXuLy"
+        assert "may not send events for unit 'CMU-S01'" in rejection["errors"][0]["message"]

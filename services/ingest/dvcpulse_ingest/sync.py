@@ -37,6 +37,43 @@ class SyncResult(BaseModel):
     rejected: list[SyncRejection] = Field(default_factory=list)
 
 
+_FLAG = {"type": ["integer", "string", "null"], "description": "1 = yes; 0 or empty = no"}
+RECORD_SCHEMA = {
+    "type": "object",
+    "description": "A DongBoHoSoMC record; the fields read are listed, others are ignored.",
+    "required": ["MaHoSo", "DonViXuLy", "NgayTiepNhan"],
+    "properties": {
+        "MaHoSo": {"type": "string", "maxLength": 64},
+        "DonViXuLy": {"type": "string", "description": "Unit code, mapped code or unique name"},
+        "NgayTiepNhan": {"type": "string", "pattern": "^[0-9]{14}$", "example": "20230302083000"},
+        "KenhThucHien": {
+            "type": ["integer", "string", "null"],
+            "description": "1 or empty = direct, 2 = online, 3 = postal",
+        },
+        "HoSoCoThanhPhanSoHoa": _FLAG,
+        "TaiLieuNop": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"DuocSoHoa": _FLAG}},
+        },
+        "DanhSachLePhi": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"Gia": {"type": ["number", "string"]}}},
+        },
+        "DuocThanhToanTrucTuyen": {
+            "type": ["integer", "string", "null"],
+            "description": "1 or 2 = paid online",
+        },
+        "MaTTHC": {"type": "string"},
+    },
+}
+RECORDS_SCHEMA = {
+    "oneOf": [
+        {"type": "array", "items": RECORD_SCHEMA},
+        {"type": "object", "properties": {"data": {"type": "array", "items": RECORD_SCHEMA}}},
+    ]
+}
+
+
 def sync_router(settings: Settings, registry: Registry, stream: EventStream) -> APIRouter:
     """Built at app creation; the unit mapping file is read here so that a bad file stops the
     service at start-up with its line named, not every request."""
@@ -59,6 +96,13 @@ def sync_router(settings: Settings, registry: Registry, stream: EventStream) -> 
             422: {"model": SyncResult, "description": "No record in the body is valid"},
             503: {"model": ErrorBody, "description": "Redis cannot take events now; retry"},
         },
+        # The body is read raw (each record is mapped and validated on its own).
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": RECORDS_SCHEMA}},
+            }
+        },
     )
     async def sync_dossiers(request: Request) -> Any:
         """Accept DongBoHoSoMC records as the national public-service portal receives them.
@@ -69,6 +113,10 @@ def sync_router(settings: Settings, registry: Registry, stream: EventStream) -> 
         on a fee-bearing dossier). Event ids come from MaHoSo, so sending a record again after
         an update never counts it twice. A record is accepted or rejected as a whole.
         """
+        # The same API keys and unit scopes as /api/v1/events (app.py puts its check on the
+        # app state; it raises the app's 401 when keys are configured and none is presented).
+        authorize = getattr(request.app.state, "authorize", None)
+        scope = authorize(request) if authorize is not None else None
         declared = request.headers.get("content-length")
         too_large = f"body over {settings.max_body_bytes} bytes"
         if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
@@ -87,7 +135,7 @@ def sync_router(settings: Settings, registry: Registry, stream: EventStream) -> 
 
         mapped = map_records(records, registry, unit_map, tz)
         errors = dict(mapped.rejected)
-        checked = validate_events(mapped.events, unit_codes)
+        checked = validate_events(mapped.events, unit_codes, scope)
         for rejection in checked.rejected:
             record = mapped.origin[rejection.index]
             for err in rejection.errors:
