@@ -64,10 +64,13 @@ def _counts(rows: list[dict]) -> dict[str, Counts]:
     return {r["unit_code"]: Counts(**{k: r[k] for k in COUNT_FIELDS}) for r in rows}
 
 
-def fetch_report(url: str, window: str, as_of: date | None, today: date) -> Report:
+def fetch_report(
+    url: str, window: str, as_of: date | None, today: date, token: str | None = None
+) -> Report:
     """Read the scoring API and build the report for `window` up to `as_of` (default: today,
     or the window's last day if it is over)."""
-    with httpx.Client(base_url=url, timeout=60) as client:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
         units = [Unit.model_validate(u) for u in _get(client, "/api/v1/units")]
         scoped = _get(client, "/api/v1/scores", window=window)
         levels = _get(client, "/api/v1/scores/levels", window=window)
@@ -381,6 +384,10 @@ def report_command(
         str | None,
         typer.Option(help="Last day of the report, YYYY-MM-DD (default: today or window end)"),
     ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="DVCPULSE_READ_TOKEN", help="Read token, if scoring requires one"),
+    ] = None,
 ) -> None:
     """Write the weekly report in the layout of the plan's appendix.
 
@@ -399,7 +406,7 @@ def report_command(
         raise typer.Exit(1) from None
     today = datetime.now(ZoneInfo(settings.timezone)).date()
     try:
-        report = fetch_report(url, window, end, today)
+        report = fetch_report(url, window, end, today, token)
     except ReportError as exc:
         console.print(f"[bold red]report failed:[/] {exc}")
         raise typer.Exit(1) from None

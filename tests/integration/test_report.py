@@ -291,3 +291,18 @@ def test_report_fails_clearly(reported):
     result = CliRunner().invoke(cli, ["report", "--url", url, "--window", "nope"])
     assert result.exit_code == 1 and "unknown window" in " ".join(result.output.split())
     assert date.fromisoformat(AS_OF)  # the fixture's date is the one checked above
+
+
+def test_report_with_a_read_token(settings, registry, target_sets):
+    from dvcpulse_cli.report import ReportError, fetch_report
+    from dvcpulse_common.auth import hash_secret
+
+    token = "dvp_test-report-read-token"
+    secured = settings.model_copy(update={"read_tokens": [hash_secret(token)]})
+    with ServerThread(create_scoring(secured, registry, target_sets)) as scoring:
+        with pytest.raises(ReportError, match="answered 401"):
+            fetch_report(scoring.url, "campaign", date(2023, 3, 15), date(2026, 1, 1))
+        report = fetch_report(scoring.url, "campaign", None, date(2026, 1, 1), token)
+    # Over and done with: the report runs to the campaign's last day.
+    assert report.as_of == date(2023, 5, 9) and report.previous_to == date(2023, 5, 2)
+    assert [s.title for s in report.sections] == ["I. CẤP TỈNH", "II. CẤP HUYỆN", "III. CẤP XÃ"]
