@@ -156,7 +156,10 @@ def silence_add(
 
 
 @silence_app.command("delete")
-def silence_delete(silence_id: int, url: Url = None) -> None:
+def silence_delete(
+    silence_id: Annotated[int, typer.Argument(help="Silence id (see `silence list`)")],
+    url: Url = None,
+) -> None:
     """Delete a silence: matching firing alerts are notified at the next tick."""
     _call("DELETE", f"{_base(url)}/api/v1/silences/{silence_id}")
     console.print(f"silence {silence_id} deleted")
@@ -166,7 +169,7 @@ def silence_delete(silence_id: int, url: Url = None) -> None:
 def notifications(
     url: Url = None,
     status: Annotated[str | None, typer.Option(help="pending, sent, failed or skipped")] = None,
-    limit: int = 50,
+    limit: Annotated[int, typer.Option(help="Show at most this many entries")] = 50,
 ) -> None:
     """The delivery log: recipient, channel, status, attempts, error."""
     params: dict[str, str | int] = {"limit": limit}

