@@ -27,6 +27,7 @@ from dvcpulse_shared.streams import ALERTS_GROUP, DATA_FIELD, StreamNames
 from dvcpulse_shared.targets import MetricTargets
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 
 from tests.helpers import ServerThread, free_port, wait_until
 
@@ -733,3 +734,46 @@ def test_cli_lists_alerts_and_adds_and_deletes_silences(alerts, alerts_settings,
     assert get(alerts, "/api/v1/silences") == []
     out = runner.invoke(cli, ["notifications", "--url", alerts.url])
     assert out.exit_code == 0, out.output
+
+
+def test_grafana_annotations_region_from_firing_to_resolved(
+    alerts_settings, registry, target_sets, recipients, clock
+):
+    """grafana-client against an HTTP server speaking Grafana's annotations API (POST
+    /api/annotations, PATCH /api/annotations/{id}); not a full Grafana."""
+    calls: list[tuple[str, str, dict]] = []
+    grafana = FastAPI()
+
+    @grafana.post("/api/annotations")
+    async def add(request: Request) -> dict:
+        calls.append(("POST", "/api/annotations", await request.json()))
+        return {"id": 41 + len(calls), "message": "Annotation added"}
+
+    @grafana.patch("/api/annotations/{annotation_id}")
+    async def patch(annotation_id: int, request: Request) -> dict:
+        calls.append(("PATCH", f"/api/annotations/{annotation_id}", await request.json()))
+        return {"message": "Annotation patched"}
+
+    with ServerThread(grafana) as gserver:
+        cfg = alerts_settings.model_copy(
+            update={"grafana_url": gserver.url, "grafana_token": SecretStr("glsa_test")}
+        )
+        app = create_app(cfg, registry, target_sets, recipients=recipients, clock=clock)
+        with ServerThread(app) as alerts:
+            publish(
+                cfg, "CMU-H01-X01", ZERO_ONLINE, computed_at=datetime(2023, 3, 9, 2, tzinfo=UTC)
+            )
+            wait_until(lambda: calls, what="annotation added")
+            method, path, body = calls[0]
+            assert (method, path) == ("POST", "/api/annotations")
+            assert body["time"] == int(START.timestamp() * 1000)
+            assert set(body["tags"]) >= {"dvcpulse", "zero", "critical", "online", "CMU-H01-X01"}
+            assert "UBND xã Hòa Thành" in body["text"]
+            clock.advance(timedelta(hours=2))
+            publish(cfg, "CMU-H01-X01", GOOD, computed_at=datetime(2023, 3, 9, 3, tzinfo=UTC))
+            wait_until(lambda: len(calls) == 2, what="annotation closed")
+            assert calls[1][:2] == ("PATCH", "/api/annotations/42")
+            assert calls[1][2]["timeEnd"] == int((START + timedelta(hours=2)).timestamp() * 1000)
+            clock.advance(timedelta(minutes=5))
+            wait_until(lambda: settled(alerts, cfg, clock))
+            assert len(calls) == 2  # nothing annotated twice

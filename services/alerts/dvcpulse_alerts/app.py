@@ -25,6 +25,7 @@ from .clock import Clock, SystemClock
 from .consumer import ScoresConsumer
 from .domain import METRICS, Kind, Recipient, is_silenced
 from .engine import AlertEngine
+from .grafana import GrafanaAnnotator
 from .metrics import AlertsMetrics
 from .recipients import load_recipients
 from .settings import AlertsSettings, alerts_settings
@@ -126,6 +127,7 @@ def create_app(
     recipients: list[Recipient] | None = None,
     clock: Clock | None = None,
     channels: dict[str, Delivery] | None = None,
+    grafana_api: Any = None,
 ) -> FastAPI:
     s: AlertsSettings = alerts_settings(settings)
     clock = clock or SystemClock()
@@ -134,15 +136,21 @@ def create_app(
     routed = recipients if recipients is not None else load_recipients(s.recipients_file, registry)
     engine = AlertEngine(s, registry, target_sets, routed, store, clock, metrics)
     dispatcher = Dispatcher(s, store, clock, metrics, channels)
+    annotator = GrafanaAnnotator(s, store, registry, grafana_api)
     tasks: list[asyncio.Task[None]] = []
     state: dict[str, Any] = {"ready": False}
 
+    step_lock = asyncio.Lock()  # the ticker and the consumer both step; never at once
+
     async def step() -> None:
         """One scheduler step: state changes first (committed), then the sending."""
-        now = clock.now()
-        engine.tick(now)
-        dispatcher.kick()
-        state["ticked_at"] = now
+        async with step_lock:
+            now = clock.now()
+            engine.tick(now)
+            dispatcher.kick()
+            if annotator.enabled:
+                await asyncio.to_thread(annotator.sync, now)
+            state["ticked_at"] = now
 
     async def ticker() -> None:
         while True:

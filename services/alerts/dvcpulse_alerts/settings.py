@@ -64,7 +64,7 @@ class AlertsSettings(Settings):
     tick_seconds: float = Field(default=0.2, gt=0)
     scores_batch: int = Field(default=500, ge=1)
 
-    # Optional Grafana annotations (not implemented yet; see README).
+    # Optional Grafana annotations: a region per alert, from firing to resolved.
     grafana_url: str | None = None
     grafana_token: SecretStr | None = None
 

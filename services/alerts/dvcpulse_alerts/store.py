@@ -73,6 +73,12 @@ CREATE TABLE IF NOT EXISTS digests (
     slot TEXT NOT NULL, recipient_id TEXT NOT NULL, message_id INTEGER,
     PRIMARY KEY (slot, recipient_id)
 );
+CREATE TABLE IF NOT EXISTS grafana_annotations (
+    alert_id INTEGER PRIMARY KEY,
+    annotation_id INTEGER,
+    synced_state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS digest_snapshots (
     recipient_id TEXT NOT NULL, unit_code TEXT NOT NULL, metric TEXT NOT NULL,
     value REAL, slot TEXT NOT NULL,
