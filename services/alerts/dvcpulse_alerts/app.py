@@ -153,7 +153,7 @@ def create_app(
             state["ticked_at"] = now
 
     async def ticker() -> None:
-        while True:
+        while state["ready"]:
             try:
                 await step()
             except asyncio.CancelledError:
@@ -179,11 +179,12 @@ def create_app(
             yield
         finally:
             state["ready"] = False
+            consumer.stopping = True
             for t in tasks:
                 t.cancel()
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await t
+                    await asyncio.wait_for(t, timeout=5)
             await dispatcher.close()
             await client.aclose()
             await asyncio.to_thread(store.close)

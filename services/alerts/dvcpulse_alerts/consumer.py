@@ -56,6 +56,9 @@ class ScoresConsumer:
         self.after_batch = after_batch
         self.batches = 0
         self.bad_entries = 0
+        # Set before the task is cancelled: redis-py may turn a cancellation into a connection
+        # error, which the retry loop below must not mistake for a reason to go on.
+        self.stopping = False
 
     async def ensure_group(self) -> None:
         """At 0, not $: score updates published before alerts first started still count."""
@@ -70,15 +73,19 @@ class ScoresConsumer:
         # First what this consumer read but never acknowledged (a crash before XACK).
         while await self.read_once("0"):
             pass
-        while True:
+        while not self.stopping:
             try:
                 await self.read_once(">")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self.stopping:
+                    return
                 # Redis away or the store failing: nothing acked, so nothing lost; try again.
                 log.error("alerts.consume_failed", error=str(exc))
                 await asyncio.sleep(1.0)
+                if "NOGROUP" in str(exc):  # the stream or group was deleted: start again at 0
+                    await self.ensure_group()
 
     async def read_once(self, start: str) -> int:
         reply = await self.redis.xreadgroup(
