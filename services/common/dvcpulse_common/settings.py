@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     scores_maxlen: int = Field(
         default=100_000, description="Score updates kept while no consumer group reads them"
     )
+    score_flush_ms: int = Field(
+        default=250,
+        ge=0,
+        description="Publish score updates at most this often per (unit, window), coalescing "
+        "batches; 0 = after every batch",
+    )
     stream_retention: bool = Field(
         default=True, description="Trim stream entries every consumer group has acknowledged"
     )

@@ -18,10 +18,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import structlog
-from dvcpulse_common.rates import rates, statuses
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.settings import Settings
-from dvcpulse_common.targets import unit_targets
+from dvcpulse_common.targets import active_campaign
 from dvcpulse_shared.api import ScoreUpdate, Window
 from dvcpulse_shared.streams import DATA_FIELD, SCORING_GROUP, StreamNames
 from dvcpulse_shared.targets import TargetSet
@@ -31,9 +30,10 @@ from faststream.redis import RedisBroker, StreamSub
 from pydantic import BaseModel, Field
 from redis.exceptions import ResponseError
 
-from .domain import DecodedBatch, decode_entries, windows_for_day
+from .domain import DecodedBatch, decode_entries
 from .metrics import ScoringMetrics
 from .store import ApplyResult, ScoreStore
+from .updates import UpdateBuilder, WindowKey
 
 log = structlog.get_logger("dvcpulse.scoring")
 
@@ -111,6 +111,11 @@ class ScoringConsumer:
         self._tasks: list[asyncio.Task[None]] = []
         self._on_batch = on_batch
         self.processed_batches = 0
+        self.updates = UpdateBuilder(registry.units, target_sets)
+        # (window id, unit) pairs whose score update is due: a flush publishes each once, however
+        # many batches touched it since the last flush.
+        self._dirty: dict[WindowKey, tuple[Window, TargetSet | None]] = {}
+        self.published_updates = 0
 
     # -- wiring ----------------------------------------------------------------------------
     def register(self) -> None:
@@ -173,8 +178,14 @@ class ScoringConsumer:
 
     async def start_recovery(self) -> None:
         """Drain this consumer's own pending entries, then keep reclaiming stale ones."""
+        today = datetime.now(self.tz).date()
+        campaign = active_campaign(self.target_sets, today, self.settings.campaign)
+        self.mark_all_units_dirty([today, *([campaign.valid_from] if campaign else [])])
         await self.drain_own_pending()
+        await self.flush_scores()
         self._tasks.append(asyncio.create_task(self._claim_loop(), name="scoring-claim"))
+        if self.settings.score_flush_ms > 0:
+            self._tasks.append(asyncio.create_task(self._flush_loop(), name="scoring-scores"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -184,9 +195,12 @@ class ScoringConsumer:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        # Wait for the batch in hand to finish (graceful shutdown).
+        # Wait for the batch in hand to finish (graceful shutdown), then publish what is due.
         async with self._lock:
-            pass
+            try:
+                await self.flush_scores()
+            except Exception as exc:
+                log.warning("scoring.scores_not_published", error=str(exc), due=len(self._dirty))
 
     async def drain_own_pending(self) -> int:
         total = 0
@@ -296,9 +310,10 @@ class ScoringConsumer:
             decoded, result = await self.store.run(self._decode_and_apply, entries)
             if decoded.poison:
                 await self.dead_letter(decoded)
-            updates = await self.score_updates(result.touched)
-            if updates:
-                await self.publish_scores(updates)
+            self.updates.mark(result.touched, self._dirty)
+            published = 0
+            if self.settings.score_flush_ms == 0:  # one update per unit after every batch
+                published = await self.flush_scores()
             await self.redis.xack(self.streams.events, SCORING_GROUP, *[e[0] for e in entries])
             elapsed = time.perf_counter() - started
             self.metrics.batch_seconds.observe(elapsed)
@@ -311,7 +326,7 @@ class ScoringConsumer:
                 result.new_events,
                 result.duplicates,
                 len(decoded.poison),
-                len(updates),
+                published,
             )
             log.debug("scoring.batch", **outcome.__dict__, seconds=round(elapsed, 4))
         if self._on_batch is not None:
@@ -341,13 +356,40 @@ class ScoringConsumer:
                 **_ids_of(p.payload),
             )
 
-    async def score_updates(self, touched: set[tuple[str, date]]) -> list[ScoreUpdate]:
-        if not touched:
-            return []
-        windows: dict[tuple[str, str], tuple[Window, TargetSet | None]] = {}
-        for unit, day in touched:
-            for window, target_set in windows_for_day(day, self.target_sets):
-                windows[(window.id, unit)] = (window, target_set)
+    async def flush_scores(self) -> int:
+        """Publish one score update per dirty (unit, window), from the committed counts."""
+        if not self._dirty:
+            return 0
+        dirty, self._dirty = self._dirty, {}
+        try:
+            payloads = await self.score_updates(dirty)
+            await self.publish_scores(payloads)
+        except BaseException:
+            for key, value in dirty.items():  # not lost: the next flush retries them
+                self._dirty.setdefault(key, value)
+            raise
+        self.published_updates += len(payloads)
+        return len(payloads)
+
+    async def _flush_loop(self) -> None:
+        every = self.settings.score_flush_ms / 1000
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.flush_scores()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("scoring.scores_publish_failed", error=str(exc), due=len(self._dirty))
+
+    def mark_all_units_dirty(self, days: list[date]) -> None:
+        """On start, republish every unit for the windows in force: an update that a crash kept
+        from being published is never lost, and a fresh alerts service starts complete."""
+        self.updates.mark(((u, d) for u in self.registry.units for d in days), self._dirty)
+
+    async def score_updates(
+        self, windows: dict[WindowKey, tuple[Window, TargetSet | None]]
+    ) -> list[bytes]:
         wanted = [(wid, unit, w.date_from, w.date_to) for (wid, unit), (w, _) in windows.items()]
         units = sorted({u for _, u in windows})
 
@@ -359,34 +401,26 @@ class ScoringConsumer:
 
         counts, last_days = await self.store.read(read)
         now = datetime.now(UTC)
-        updates = []
-        for (wid, unit_code), (window, target_set) in sorted(windows.items()):
-            unit = self.registry.units[unit_code]
-            c = counts[(wid, unit_code)]
-            targets = unit_targets(target_set, unit.code, unit.level)
-            updates.append(
-                ScoreUpdate(
-                    unit_code=unit_code,
-                    level=unit.level,
-                    window=window,
-                    **c.model_dump(),
-                    **rates(c).model_dump(),
-                    targets=targets,
-                    status=statuses(c, targets, has_fee_procedures=unit.has_fee_procedures),
-                    last_received_on=last_days.get(unit_code),
-                    computed_at=now,
+        return [
+            orjson.dumps(
+                self.updates.build(
+                    window,
+                    target_set,
+                    unit_code,
+                    counts[(wid, unit_code)],
+                    last_days.get(unit_code),
+                    now,
                 )
             )
-        return updates
+            for (wid, unit_code), (window, target_set) in sorted(windows.items())
+        ]
 
-    async def publish_scores(self, updates: list[ScoreUpdate]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for update in updates:
-                pipe.xadd(
-                    self.streams.scores,
-                    {DATA_FIELD: orjson.dumps(update.model_dump(mode="json"))},
-                )
-            await pipe.execute()
+    async def publish_scores(self, payloads: list[bytes]) -> None:
+        for i in range(0, len(payloads), 5000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for payload in payloads[i : i + 5000]:
+                    pipe.xadd(self.streams.scores, {DATA_FIELD: payload})
+                await pipe.execute()
 
 
 def _parse_id(entry_id: bytes | str) -> tuple[int, int]:
