@@ -1,13 +1,20 @@
-.PHONY: run test lint bench
+.PHONY: run test lint bench setup
+
+UV := $(shell command -v uv 2>/dev/null)
+
+# uv itself, when missing (PyPI), then the project from the lock file.
+setup:
+ifndef UV
+	python3 -m pip install --quiet uv
+endif
+	uv sync --frozen
 
 # The whole stack with the demo feed (starts a local Redis if none answers).
-run:
-	uv sync --frozen
+run: setup
 	uv run dvcpulse up
 
 # Lint, then every test but the long soak.
-test:
-	uv sync --frozen
+test: setup
 	uv run ruff check .
 	uv run pytest -q
 
