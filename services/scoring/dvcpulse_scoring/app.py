@@ -121,8 +121,12 @@ def create_app(
                     await starting
                 except (asyncio.CancelledError, Exception):
                     pass
-            await broker.stop()  # stops reading; the batch in hand finishes
+            # Stop reading first (the batch in hand finishes), then the consumer's own loops and
+            # its last score updates, and only then close the connection they all use.
+            for subscriber in broker.subscribers:
+                await subscriber.stop()
             await consumer.stop()
+            await broker.stop()
             await asyncio.to_thread(store.close)
             log.info("scoring.stopped")
 

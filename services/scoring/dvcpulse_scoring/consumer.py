@@ -262,9 +262,13 @@ class ScoringConsumer:
         for group in groups:
             name = group["name"]
             if group.get("pending"):
-                summary = await self.redis.xpending(stream, name)
-                boundaries.append(_parse_id(summary["min"]))
+                oldest = (await self.redis.xpending(stream, name))["min"]
+                if oldest is None:  # acknowledged in between: decide on the next beat
+                    return 0
+                boundaries.append(_parse_id(oldest))
             else:
+                if group.get("last-delivered-id") is None:
+                    return 0
                 ms, seq = _parse_id(group["last-delivered-id"])
                 boundaries.append((ms, seq + 1))
         ms, seq = min(boundaries)
