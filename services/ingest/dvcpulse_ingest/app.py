@@ -19,7 +19,7 @@ from faststream.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from .adapters import EventStream, StreamUnavailable
-from .domain import BodyError, TooLarge, split_body, validate_events
+from .domain import BodyError, TooLarge, field_of, split_body, validate_events
 
 log = structlog.get_logger("dvcpulse.ingest")
 LOG_REJECTED_MAX = 100
@@ -156,13 +156,11 @@ def create_app(
         # One log line per rejected event (capped: a 10,000-event garbage body must not flood
         # the log), with the ids a one-stop operator searches for.
         for rejection in checked.rejected[:LOG_REJECTED_MAX]:
-            item = items[rejection.index]
-            dossier = item.get("dossier_id") if isinstance(item, dict) else None
             log.warning(
                 "ingest.event_rejected",
                 index=rejection.index,
                 event_id=rejection.event_id,
-                dossier_id=dossier if isinstance(dossier, str) else None,
+                dossier_id=field_of(items[rejection.index], "dossier_id"),
                 errors=[f"{e.field}: {e.message}" for e in rejection.errors],
             )
         if not checked.events:
@@ -171,7 +169,7 @@ def create_app(
                 IngestResult(accepted=0, rejected=checked.rejected).model_dump(mode="json"),
                 status_code=422,
             )
-        payloads = [EventAdapter.dump_json(e, exclude_none=True) for e in checked.events]
+        payloads = checked.payloads
         try:
             await stream.append(payloads)
         except StreamUnavailable as exc:

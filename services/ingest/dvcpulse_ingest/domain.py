@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,10 +26,45 @@ class TooLarge(ValueError):
 @dataclass
 class Validated:
     events: list[Event] = field(default_factory=list)
+    # The JSON to append for each event: the bytes that were validated (so scoring validates
+    # exactly what ingest did), re-encoded only when the unit code had to be normalised.
+    payloads: list[bytes] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
 
-_NOT_JSON = object()
+def _is_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def field_of(item: Any, name: str) -> str | None:
+    """A string field of a raw item (dict or JSON bytes), for rejections and logs."""
+    if isinstance(item, bytes):
+        try:
+            item = orjson.loads(item)
+        except orjson.JSONDecodeError:
+            return None
+    value = item.get(name) if isinstance(item, dict) else None
+    return value[:128] if isinstance(value, str) else None
+
+
+def _raw_json(item: Any) -> tuple[bytes | None, str | None]:
+    """The item as JSON bytes, or why it cannot be an event."""
+    if isinstance(item, bytes):
+        if item[:1] == b"{":
+            return item, None
+        return None, (
+            "an event must be a JSON object" if _is_json(item) else "line is not valid JSON"
+        )
+    if not isinstance(item, dict):
+        return None, "an event must be a JSON object"
+    try:
+        return orjson.dumps(item), None
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        return None, f"not representable as JSON: {exc}"
 
 
 def split_body(body: bytes, max_events: int) -> list[Any]:
@@ -48,18 +84,12 @@ def split_body(body: bytes, max_events: int) -> list[Any]:
         if not isinstance(items, list):
             raise BodyError("the body must be a JSON array of events or NDJSON")
     else:
-        items = []
-        for line in text.split(b"\n"):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                items.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                items.append(_NOT_JSON)
-            if len(items) > max_events:
-                break
-        if items and all(item is _NOT_JSON for item in items):
+        # NDJSON: each line stays as bytes, validated as JSON on its own (a broken line is
+        # rejected with its index while the others land).
+        items = [line for line in (raw.strip() for raw in text.split(b"\n")) if line]
+        if not any(line[:1] == b"{" for line in items) and not any(
+            _is_json(x) for x in items[:100]
+        ):
             raise BodyError("the body is not valid JSON or NDJSON")
     if len(items) > max_events:
         raise TooLarge(f"too many events in one request: the limit is {max_events}")
@@ -81,18 +111,19 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
             message = err["msg"]
             if kind == "extra_forbidden":
                 message = "unknown field: not part of the event contract"
+            elif kind == "timezone_aware":
+                message = "date-time has no UTC offset; add one, e.g. +07:00 or Z"
+            elif kind in {"datetime_type", "datetime_parsing", "datetime_from_date_parsing"}:
+                message = (
+                    "must be an RFC 3339 date-time string with an offset, "
+                    "e.g. 2023-03-01T08:30:00+07:00"
+                )
+            elif kind == "json_invalid":
+                message = "line is not valid JSON"
             elif message.startswith("Value error, "):
                 message = message[len("Value error, ") :]
         errors.append(FieldError(field=field_name, message=message))
     return errors
-
-
-def _event_id_of(item: Any) -> str | None:
-    if isinstance(item, dict):
-        value = item.get("event_id")
-        if isinstance(value, str):
-            return value[:128]
-    return None
 
 
 def validate_events(
@@ -100,40 +131,46 @@ def validate_events(
     unit_codes: Collection[str],
     allowed_units: Collection[str] | None = None,
 ) -> Validated:
-    """Validate every item on its own; an invalid one never costs the valid ones."""
+    """Validate every item on its own; an invalid one never costs the valid ones.
+
+    Items are JSON bytes (NDJSON lines) or decoded JSON values (array elements, mapped sync
+    records); either way the event is validated from JSON, as scoring will validate it again.
+    """
     out = Validated()
     for index, item in enumerate(items):
-        if item is _NOT_JSON:
+        raw, problem = _raw_json(item)
+        if raw is None:
             out.rejected.append(
-                Rejection(
-                    index=index, errors=[FieldError(field="", message="line is not valid JSON")]
-                )
-            )
-            continue
-        if not isinstance(item, dict):
-            out.rejected.append(
-                Rejection(
-                    index=index,
-                    errors=[FieldError(field="", message="an event must be a JSON object")],
-                )
+                Rejection(index=index, errors=[FieldError(field="", message=problem or "")])
             )
             continue
         try:
-            event = EventAdapter.validate_python(item)
+            event = EventAdapter.validate_json(raw)
         except ValidationError as exc:
             out.rejected.append(
-                Rejection(index=index, event_id=_event_id_of(item), errors=_field_errors(exc))
+                Rejection(
+                    index=index, event_id=field_of(item, "event_id"), errors=_field_errors(exc)
+                )
             )
             continue
-        if event.unit_code not in unit_codes:
-            error = FieldError(field="unit_code", message=f"unknown unit {event.unit_code!r}")
-        elif allowed_units is not None and event.unit_code not in allowed_units:
+        code = event.unit_code
+        if code not in unit_codes:
+            # A code typed on a Vietnamese keyboard may arrive decomposed (NFD) or padded.
+            nfc = unicodedata.normalize("NFC", code).strip()
+            if nfc in unit_codes:
+                event = event.model_copy(update={"unit_code": nfc})
+                raw = EventAdapter.dump_json(event, exclude_none=True)
+                code = nfc
+        if code not in unit_codes:
+            error = FieldError(field="unit_code", message=f"unknown unit {code!r}")
+        elif allowed_units is not None and code not in allowed_units:
             error = FieldError(
                 field="unit_code",
-                message=f"this API key may not send events for unit {event.unit_code!r}",
+                message=f"this API key may not send events for unit {code!r}",
             )
         else:
             out.events.append(event)
+            out.payloads.append(raw)
             continue
         out.rejected.append(Rejection(index=index, event_id=event.event_id, errors=[error]))
     return out

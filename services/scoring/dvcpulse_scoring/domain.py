@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -108,15 +109,19 @@ def decode_entries(
             )
             out.poison.append(Poison(entry_id, f"invalid event: {reason}"[:2000], raw))
             continue
-        if event.unit_code not in unit_codes:
-            out.poison.append(Poison(entry_id, f"unknown unit_code {event.unit_code!r}", raw))
-            continue
+        unit_code = event.unit_code
+        if unit_code not in unit_codes:
+            # Another producer may have written the code decomposed (NFD) or padded.
+            unit_code = unicodedata.normalize("NFC", unit_code).strip()
+            if unit_code not in unit_codes:
+                out.poison.append(Poison(entry_id, f"unknown unit_code {event.unit_code!r}", raw))
+                continue
         out.entry_ids.append(entry_id)
         out.seq.append(seq)
         out.event_id.append(event.event_id)
         out.type.append(event.type)
         out.dossier_id.append(event.dossier_id)
-        out.unit_code.append(event.unit_code)
+        out.unit_code.append(unit_code)
         out.day.append(local_day(event.occurred_at, tz))
         if isinstance(event, DossierReceived):
             out.channel.append(event.channel.value)
