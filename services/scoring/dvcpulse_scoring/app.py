@@ -32,6 +32,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from .consumer import ScoringConsumer
 from .domain import WindowError, resolve_window, score_row
+from .domain import select_units as select_units_in
 from .metrics import ScoringMetrics
 from .series import register_series
 from .store import ScoreStore, WriterLocked
@@ -178,29 +179,7 @@ def create_app(
     )
 
     def select_units(level: str | None, parent: str | None, unit: str | None) -> list[Unit]:
-        wanted = None
-        if unit:
-            wanted = set()
-            for key in unit.split(","):
-                found = registry.resolve(key)
-                if found is None:
-                    raise WindowError("unit", f"unknown unit {key!r}")
-                wanted.add(found.code)
-        parent_code = None
-        if parent:
-            found = registry.resolve(parent)
-            if found is None:
-                raise WindowError("parent", f"unknown unit {parent!r}")
-            parent_code = found.code
-        if level and level not in {u.level for u in registry.units.values()}:
-            raise WindowError("level", f"unknown level {level!r}")
-        return [
-            u
-            for u in registry.units.values()
-            if (wanted is None or u.code in wanted)
-            and (level is None or u.level == level)
-            and (parent_code is None or u.parent_code == parent_code)
-        ]
+        return select_units_in(registry, level, parent, unit)
 
     async def window_rows(
         window: str | None, date_from: date | None, date_to: date | None, units: list[Unit]

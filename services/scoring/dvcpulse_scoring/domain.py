@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from dvcpulse_common.rates import rates, statuses
+from dvcpulse_common.registry import Registry
 from dvcpulse_common.targets import sets_covering, unit_targets
 from dvcpulse_shared.api import Counts, ScoreRow, Window
 from dvcpulse_shared.events import DossierPaid, DossierReceived, EventAdapter
@@ -232,3 +233,33 @@ def resolve_window(
         f"{date_from.isoformat() if date_from else '…'} – {date_to.isoformat() if date_to else '…'}"
     )
     return Window(id="custom", name=name, date_from=date_from, date_to=date_to), chosen
+
+
+def select_units(
+    registry: Registry, level: str | None, parent: str | None, unit: str | None
+) -> list[Unit]:
+    """The units a query asks for: `unit` (codes or unique names, comma-separated), the direct
+    children of `parent`, units of `level` — all given filters at once."""
+    wanted: set[str] | None = None
+    if unit:
+        wanted = set()
+        for key in unit.split(","):
+            found = registry.resolve(key)
+            if found is None:
+                raise WindowError("unit", f"unknown unit {key!r}")
+            wanted.add(found.code)
+    parent_code = None
+    if parent:
+        found = registry.resolve(parent)
+        if found is None:
+            raise WindowError("parent", f"unknown unit {parent!r}")
+        parent_code = found.code
+    if level and level not in {u.level for u in registry.units.values()}:
+        raise WindowError("level", f"unknown level {level!r}")
+    return [
+        u
+        for u in registry.units.values()
+        if (wanted is None or u.code in wanted)
+        and (level is None or u.level == level)
+        and (parent_code is None or u.parent_code == parent_code)
+    ]

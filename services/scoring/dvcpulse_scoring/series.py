@@ -25,7 +25,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from .domain import WindowError, resolve_window
+from .domain import WindowError, resolve_window, select_units
 from .store import ScoreStore
 
 # A request may ask for at most this many points (about ten years of days).
@@ -274,29 +274,7 @@ def register_series(
 
 
 def _select(registry: Registry, unit: str | None, level: str | None, parent: str | None):  # type: ignore[no-untyped-def]
-    wanted: set[str] | None = None
-    if unit:
-        wanted = set()
-        for key in unit.split(","):
-            found = registry.resolve(key)
-            if found is None:
-                raise WindowError("unit", f"unknown unit {key!r}")
-            wanted.add(found.code)
-    parent_code = None
-    if parent:
-        found = registry.resolve(parent)
-        if found is None:
-            raise WindowError("parent", f"unknown unit {parent!r}")
-        parent_code = found.code
-    if level and level not in {u.level for u in registry.units.values()}:
-        raise WindowError("level", f"unknown level {level!r}")
-    chosen = [
-        u
-        for u in registry.units.values()
-        if (wanted is None or u.code in wanted)
-        and (level is None or u.level == level)
-        and (parent_code is None or u.parent_code == parent_code)
-    ]
+    chosen = select_units(registry, level, parent, unit)
     if not chosen:
         raise WindowError("unit" if unit else "level", "selects no unit")
     return chosen
