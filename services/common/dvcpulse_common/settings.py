@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     consumer_name: str | None = None
     duckdb_memory_limit: str = "1GB"
     duckdb_threads: int = 2
-    duckdb_checkpoint_threshold: str = "256MB"
+    duckdb_checkpoint_threshold: str = "16MB"
     scores_maxlen: int = Field(
         default=100_000, description="Score updates kept while no consumer group reads them"
     )
