@@ -110,3 +110,13 @@ class ScoreUpdate(Counts, Rates):
     status: MetricStatus
     last_received_on: date | None = None
     computed_at: datetime
+
+
+class DeadLetterEntry(BaseModel):
+    """The fields of one entry of `{prefix}:events:dlq` (stream fields, not a JSON body)."""
+
+    reason: str = Field(description="Why the entry could not be counted")
+    data: str = Field(alias="__data__", description="The original entry's bytes, unchanged")
+    source_stream: str
+    source_id: str = Field(description="Entry id in the source stream")
+    failed_at: datetime

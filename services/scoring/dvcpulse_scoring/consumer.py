@@ -1,8 +1,11 @@
 """The scoring consumer: events stream -> DuckDB -> scores stream, with recovery and a DLQ.
 
-Order of effects for every batch: commit to DuckDB, dead-letter the poison entries, publish the
-score updates, then XACK. A crash anywhere before XACK redelivers the batch; deduplication by
-event_id makes the second pass change nothing, and it republishes the same scores.
+Order of effects for every batch: commit to DuckDB, dead-letter the poison entries, mark the
+touched (unit, window) pairs due for a score update, then XACK. A crash anywhere before XACK
+redelivers the batch, and deduplication by event_id makes the second pass change nothing. Score
+updates are published by the flush loop every `score_flush_ms` (or before the XACK when it is
+0); on start, every unit is republished for the windows in force, so an update a crash kept
+from being published is never lost.
 """
 
 from __future__ import annotations
@@ -21,13 +24,12 @@ import structlog
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.settings import Settings
 from dvcpulse_common.targets import active_campaign
-from dvcpulse_shared.api import ScoreUpdate, Window
+from dvcpulse_shared.api import DeadLetterEntry, ScoreUpdate, Window
 from dvcpulse_shared.streams import DATA_FIELD, SCORING_GROUP, StreamNames
 from dvcpulse_shared.targets import TargetSet
 from faststream import AckPolicy
 from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
-from pydantic import BaseModel, Field
 from redis.exceptions import ResponseError
 
 from .domain import DecodedBatch, decode_entries
@@ -47,16 +49,6 @@ class BatchOutcome:
     duplicates: int
     poison: int
     score_updates: int
-
-
-class DeadLetterEntry(BaseModel):
-    """The fields of one entry of `{prefix}:events:dlq` (stream fields, not a JSON body)."""
-
-    reason: str = Field(description="Why the entry could not be counted")
-    data: str = Field(alias="__data__", description="The original entry's bytes, unchanged")
-    source_stream: str
-    source_id: str = Field(description="Entry id in the source stream")
-    failed_at: datetime
 
 
 def _ids_of(payload: bytes) -> dict[str, str]:
