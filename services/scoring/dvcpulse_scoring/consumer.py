@@ -186,6 +186,12 @@ class ScoringConsumer:
 
     async def stop(self) -> None:
         await self.drain()
+        try:
+            # A read cancelled by the shutdown may already have taken entries (they sit in this
+            # consumer's pending list): count and acknowledge them now rather than at restart.
+            await self.drain_own_pending()
+        except Exception as exc:
+            log.warning("scoring.pending_left", error=str(exc))
         if self._writer is not None:
             self._writer.cancel()
         for task in self._tasks:
