@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"median of {len(runs)}",
         [
             ("raw pipelined XADD, events/s", med["raw_xadd_per_s"]),
-            ("ingest HTTP (validate + MULTI/EXEC XADD), events/s", med["ingest_per_s"]),
+            ("ingest HTTP (validate + atomic Lua XADD), events/s", med["ingest_per_s"]),
             ("ratio (target >= 0.30)", med["ratio_vs_raw_xadd"]),
             (
                 "request p50 / p95 / p99, ms",
