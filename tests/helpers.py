@@ -131,7 +131,12 @@ class ServiceProcess:
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
-            self.proc.wait(30)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # never leave a service behind a test
+                self.proc.wait(10)
+                raise
 
     def stop(self) -> None:
         self.kill(signal.SIGTERM)

@@ -133,6 +133,13 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
     scoring = ServiceProcess(
         "scoring", {**service_env, "DVCPULSE_SCORING_PORT": str(port)}, port, tmp_path
     ).start()
+    try:
+        sigterm_then_restart(scoring, sync_redis, names, feed)
+    finally:
+        scoring.stop()
+
+
+def sigterm_then_restart(scoring, sync_redis, names, feed) -> None:  # type: ignore[no-untyped-def]
     wait_until(
         lambda: health(scoring.url).get("events", 0) > 5_000, timeout=60, what="some progress"
     )
@@ -152,7 +159,6 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
         what="rest",
     )
     assert scoring_counts(scoring.url) == expected_counts(feed)
-    scoring.stop()
 
 
 @pytest.fixture
