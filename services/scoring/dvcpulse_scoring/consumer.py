@@ -184,14 +184,16 @@ class ScoringConsumer:
         if self.settings.score_flush_ms > 0:
             self._tasks.append(asyncio.create_task(self._flush_loop(), name="scoring-scores"))
 
-    async def stop(self) -> None:
-        await self.drain()
+    async def stop(self, timeout: float = 60) -> None:
         try:
+            # Bounded: a shutdown never hangs. Whatever is not acknowledged in time stays pending
+            # and is counted (once) after the restart.
+            await asyncio.wait_for(self.drain(), timeout)
             # A read cancelled by the shutdown may already have taken entries (they sit in this
             # consumer's pending list): count and acknowledge them now rather than at restart.
-            await self.drain_own_pending()
-        except Exception as exc:
-            log.warning("scoring.pending_left", error=str(exc))
+            await asyncio.wait_for(self.drain_own_pending(), timeout)
+        except (TimeoutError, Exception) as exc:
+            log.warning("scoring.pending_left", error=str(exc) or type(exc).__name__)
         if self._writer is not None:
             self._writer.cancel()
         for task in self._tasks:
