@@ -281,8 +281,8 @@ def create_app(
                 )
             )
         total = Counts()
-        for row in out:
-            total = add_counts(total, Counts(**{k: getattr(row, k) for k in Counts.model_fields}))
+        for row in out:  # the total is the sum of the shown levels' counts, never of their rates
+            total = add_counts(total, by_level[row.level])
         out.append(
             LevelRow(
                 level="total",
