@@ -129,7 +129,6 @@ def run_once(
         "scores_all_time_all_units_ms": all_units_all_time_ms,
         "scoring_peak_rss_mib": mib(service.peak_rss),
         "duckdb_file_mib": mib(db_bytes),
-        "db_events": health.get("events"),
         "db_dossiers": health.get("dossiers"),
         **check,
     }

@@ -1,8 +1,9 @@
 """A plain-Python model of the counting rules, used as the oracle for large feeds.
 
-Events are taken in stream order: the first `dossier.received` of a dossier fixes its unit,
-channel and fee; digitized and paid-online are facts of the dossier whenever they arrive;
-an event id seen before changes nothing.
+Every event's effect on its dossier is idempotent and order-free: of a dossier's received
+events, the earliest (then smallest event id, then content) fixes its unit, day, channel and
+fee; digitized and paid-online are facts of the dossier whenever they arrive. So a re-sent
+event changes nothing, and the order of the feed does not matter.
 """
 
 from __future__ import annotations
@@ -14,18 +15,19 @@ from typing import Any
 
 
 def expected_counts(events: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    seen: set[str] = set()
-    received: dict[str, tuple[tuple[datetime, str], str, bool, bool]] = {}
+    received: dict[str, tuple[tuple[datetime, str, int], str, bool, bool]] = {}
     digitized: set[str] = set()
     paid_online: set[str] = set()
     for e in events:
-        if e["event_id"] in seen:
-            continue
-        seen.add(e["event_id"])
         d = e["dossier_id"]
         if e["type"] == "dossier.received":
-            # The earliest received event (ties: smallest event id) wins, whatever the order.
-            rank = (datetime.fromisoformat(e["occurred_at"]).astimezone(UTC), e["event_id"])
+            # The earliest received event (ties: smallest event id, then content) wins.
+            content = (e["channel"] == "online") + 2 * bool(e["fee_required"])
+            rank = (
+                datetime.fromisoformat(e["occurred_at"]).astimezone(UTC),
+                e["event_id"],
+                content,
+            )
             if d not in received or rank < received[d][0]:
                 received[d] = (rank, e["unit_code"], e["channel"] == "online", e["fee_required"])
         elif e["type"] == "dossier.digitized":

@@ -60,13 +60,13 @@ def test_kill_9_in_the_middle_of_200k_events_loses_and_doubles_nothing(
     scoring = ServiceProcess("scoring", env, port, tmp_path).start()
     try:
         progress = wait_until(
-            lambda: (h := health(scoring.url)).get("events", 0) > 40_000 and h,
+            lambda: (h := health(scoring.url)).get("dossiers", 0) > 20_000 and h,
             timeout=120,
             every=0.05,
             what="scoring part-way through",
         )
         scoring.kill(signal.SIGKILL)
-        assert progress["events"] < len(feed), "the crash must happen mid-stream"
+        assert progress["dossiers"] < 92_000, "the crash must happen mid-stream"
         pending = sync_redis.xpending(names.events, SCORING_GROUP)["pending"]
         scoring.start()
         wait_until(
@@ -81,7 +81,7 @@ def test_kill_9_in_the_middle_of_200k_events_loses_and_doubles_nothing(
         )
         assert scoring_counts(scoring.url) == expected_counts(feed)
         print(
-            f"\nkilled at {progress['events']:,} counted events with {pending:,} pending; "
+            f"\nkilled at {progress['dossiers']:,} dossiers with {pending:,} pending; "
             f"{len(feed):,} events, counts exact after restart"
         )
     finally:
@@ -141,7 +141,7 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
 
 def sigterm_then_restart(scoring, sync_redis, names, feed) -> None:  # type: ignore[no-untyped-def]
     wait_until(
-        lambda: health(scoring.url).get("events", 0) > 5_000, timeout=60, what="some progress"
+        lambda: health(scoring.url).get("dossiers", 0) > 2_500, timeout=60, what="some progress"
     )
     scoring.proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal: exit status -SIGTERM.

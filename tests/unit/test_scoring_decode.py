@@ -50,3 +50,22 @@ def test_received_rank_orders_by_utc_time_then_id():
     assert received_rank(datetime.fromisoformat("2023-03-02T01:00:00+00:00"), "a") < received_rank(
         datetime.fromisoformat("2023-03-02T08:00:00+07:00"), "b"
     )
+
+
+def test_memoised_local_days_equal_the_exact_conversion_in_odd_zones():
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from dvcpulse_scoring.domain import LocalDays, local_day, utc_micros
+
+    rng = random.Random(3)
+    for zone in ("Asia/Ho_Chi_Minh", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu"):
+        tz = ZoneInfo(zone)
+        days = LocalDays(tz)
+        base = datetime(2023, 1, 1, tzinfo=UTC)
+        moments = [base + timedelta(seconds=rng.randrange(0, 366 * 86400)) for _ in range(3000)]
+        # and every minute around the DST changes and local midnights
+        moments += [datetime(2023, 3, 12, 4, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(600)]
+        moments += [datetime(2023, 4, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(900)]
+        for m in moments + moments:  # twice: the second pass reads the memo
+            assert days.of(m, utc_micros(m)) == local_day(m, tz), (zone, m)

@@ -32,7 +32,7 @@ from faststream.message import StreamMessage
 from faststream.redis import RedisBroker, StreamSub
 from redis.exceptions import ResponseError
 
-from .domain import DecodedBatch, decode_entries
+from .domain import DecodedBatch, LocalDays, decode_entries
 from .metrics import ScoringMetrics
 from .store import ScoreStore
 from .updates import UpdateBuilder, WindowKey
@@ -40,13 +40,14 @@ from .updates import UpdateBuilder, WindowKey
 log = structlog.get_logger("dvcpulse.scoring")
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+FLUSH_BACKOFF = 4
 
 
 @dataclass
 class BatchOutcome:
     entries: int
-    new_events: int
-    duplicates: int
+    events: int  # valid events applied
+    unit_days_moved: int  # (unit, day) counts changed; 0 when every event was already known
     poison: int
     score_updates: int
 
@@ -99,6 +100,7 @@ class ScoringConsumer:
         self.consumer = settings.consumer_name or default_consumer_name()
         self.tz = ZoneInfo(settings.timezone)
         self.unit_codes = frozenset(registry.units)
+        self.local_days = LocalDays(self.tz)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._on_batch = on_batch
@@ -108,8 +110,11 @@ class ScoringConsumer:
         # many batches touched it since the last flush.
         self._dirty: dict[WindowKey, tuple[Window, TargetSet | None]] = {}
         self.published_updates = 0
-        # Decoded batches waiting for the writer (one in hand, one queued): see process_pipelined.
-        self._queue: asyncio.Queue[tuple[list[Entry], DecodedBatch]] = asyncio.Queue(maxsize=1)
+        # Decoded batches waiting for the writer: see process_pipelined. Under a backlog they pile
+        # up while a transaction commits and the next transaction takes them all.
+        self._queue: asyncio.Queue[tuple[list[Entry], DecodedBatch]] = asyncio.Queue(
+            maxsize=max(1, -(-settings.write_max_events // settings.batch_size))
+        )
         self._writer: asyncio.Task[None] | None = None
 
     # -- wiring ----------------------------------------------------------------------------
@@ -308,7 +313,7 @@ class ScoringConsumer:
 
     # -- the batch path --------------------------------------------------------------------
     def _decode(self, entries: list[Entry]) -> DecodedBatch:
-        return decode_entries(entries, self.unit_codes, self.tz)
+        return decode_entries(entries, self.unit_codes, self.local_days)
 
     async def process(self, entries: list[Entry]) -> BatchOutcome:
         """Decode, count and acknowledge one batch, and return when it is done."""
@@ -329,13 +334,21 @@ class ScoringConsumer:
     async def _write_loop(self) -> None:
         while True:
             entries, decoded = await self._queue.get()
+            taken = 1
+            # Whatever else was decoded meanwhile goes into the same transaction.
+            while not self._queue.empty() and len(entries) < self.settings.write_max_events:
+                more_entries, more = self._queue.get_nowait()
+                entries = entries + more_entries
+                decoded.extend(more)
+                taken += 1
             try:
                 await self._apply(entries, decoded)
             except Exception as exc:
                 # Left pending: the claim loop retries these entries after claim_idle_ms.
                 log.exception("scoring.batch_failed", entries=len(entries), error=str(exc))
             finally:
-                self._queue.task_done()
+                for _ in range(taken):
+                    self._queue.task_done()
 
     async def drain(self) -> None:
         """Wait until every batch handed to the writer is written and acknowledged."""
@@ -347,21 +360,20 @@ class ScoringConsumer:
             result = await self.store.run(self.store.apply, decoded)
             if decoded.poison:
                 await self.dead_letter(decoded)
-            self.updates.mark(result.touched, self._dirty)
+            self.updates.mark_by_day(result.touched_by_day, self._dirty)
             published = 0
             if self.settings.score_flush_ms == 0:  # one update per unit after every batch
                 published = await self.flush_scores()
             await self.redis.xack(self.streams.events, SCORING_GROUP, *[e[0] for e in entries])
             elapsed = time.perf_counter() - started
             self.metrics.batch_seconds.observe(elapsed)
-            self.metrics.events.labels("counted").inc(result.new_events)
-            self.metrics.events.labels("duplicate").inc(result.duplicates)
+            self.metrics.events.labels("counted").inc(result.events)
             self.metrics.events.labels("dead_lettered").inc(len(decoded.poison))
             self.processed_batches += 1
             outcome = BatchOutcome(
                 len(entries),
-                result.new_events,
-                result.duplicates,
+                result.events,
+                result.unit_days_moved,
                 len(decoded.poison),
                 published,
             )
@@ -410,14 +422,21 @@ class ScoringConsumer:
 
     async def _flush_loop(self) -> None:
         every = self.settings.score_flush_ms / 1000
+        delay = every
         while True:
-            await asyncio.sleep(every)
+            await asyncio.sleep(delay)
+            started = time.perf_counter()
             try:
                 await self.flush_scores()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.error("scoring.scores_publish_failed", error=str(exc), due=len(self._dirty))
+            # A flush costs per (unit, window) due: on a national registry under a backlog
+            # nearly every unit is due every time. Waiting FLUSH_BACKOFF times as long as the
+            # last flush took keeps updates at most ~1/(1+FLUSH_BACKOFF) of the process's time;
+            # at ordinary rates a flush takes milliseconds and the interval stays as set.
+            delay = max(every, FLUSH_BACKOFF * (time.perf_counter() - started))
 
     def mark_all_units_dirty(self, days: list[date]) -> None:
         """On start, republish every unit for the windows in force: an update that a crash kept

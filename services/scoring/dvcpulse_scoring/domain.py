@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dvcpulse_common.rates import rates, statuses
@@ -31,40 +31,43 @@ class Poison:
     payload: bytes
 
 
+# Bits of a dossier's state (the `flags` column of scoring's store).
+ONLINE, FEE_REQUIRED, DIGITIZED_BIT, PAID_ONLINE = 1, 2, 4, 8
+
+
 @dataclass
 class DecodedBatch:
     """Valid events as columns (ready for one Arrow write) and the poison entries."""
 
     entry_ids: list[bytes] = field(default_factory=list)
-    seq: list[int] = field(default_factory=list)
-    event_id: list[str] = field(default_factory=list)
     type: list[str] = field(default_factory=list)
     dossier_id: list[str] = field(default_factory=list)
     unit_code: list[str] = field(default_factory=list)
-    day: list[date] = field(default_factory=list)  # local date of occurred_at
-    channel: list[str | None] = field(default_factory=list)
-    fee_required: list[bool | None] = field(default_factory=list)
-    paid_online: list[bool] = field(default_factory=list)
-    # Orders competing received events of one dossier: (occurred_at in UTC, event_id).
+    # local date of occurred_at, for received events (the cohort day); None for the others
+    day: list[date | None] = field(default_factory=list)
+    # received: ONLINE | FEE_REQUIRED as sent; digitized: DIGITIZED_BIT; paid online: PAID_ONLINE
+    flags: list[int] = field(default_factory=list)
+    # Orders competing received events of one dossier (see received_rank); None for the others.
     received_rank: list[str | None] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.event_id)
+        return len(self.type)
 
     def columns(self) -> dict[str, list]:
         return {
-            "seq": self.seq,
-            "event_id": self.event_id,
             "type": self.type,
             "dossier_id": self.dossier_id,
             "unit_code": self.unit_code,
             "day": self.day,
-            "channel": self.channel,
-            "fee_required": self.fee_required,
-            "paid_online": self.paid_online,
+            "flags": self.flags,
             "received_rank": self.received_rank,
         }
+
+    def extend(self, other: DecodedBatch) -> None:
+        """Append another batch (the writer applies queued batches in one transaction)."""
+        for name in ("entry_ids", *self.columns(), "poison"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 def unwrap(fields: dict[bytes, bytes]) -> bytes:
@@ -79,25 +82,63 @@ def unwrap(fields: dict[bytes, bytes]) -> bytes:
     return data
 
 
-def received_rank(occurred_at: datetime, event_id: str) -> str:
-    """Sort key of a received event. When one dossier has several received events (with
-    different ids), the earliest wins, ties broken by event id — so the result never depends on
-    the order in which events arrive or are redelivered."""
-    return f"{occurred_at.astimezone(UTC):%Y%m%d%H%M%S%f}|{event_id}"
+# Microseconds from 0001-01-01 UTC to the Unix epoch: ranks count from year 1, so they are never
+# negative and sort as text.
+_YEAR_ONE_US = 62_135_596_800_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_QUARTER_HOUR_US = 15 * 60 * 1_000_000
+
+
+def utc_micros(occurred_at: datetime) -> int:
+    """Exact microseconds since the Unix epoch of an aware datetime."""
+    return (occurred_at - _EPOCH) // _ONE_US
+
+
+def received_rank(occurred_at: datetime, event_id: str, flags: int = 0) -> str:
+    """Sort key of a received event. When one dossier has several received events, the earliest
+    wins, ties broken by event id (then by content, for one id sent twice with different
+    content) — so the result never depends on the order in which events arrive or are
+    redelivered. Text: the instant as 20 digits, then the id, then the content."""
+    return f"{utc_micros(occurred_at) + _YEAR_ONE_US:020d}|{event_id}\x01{flags}"
 
 
 def local_day(moment: datetime, tz: ZoneInfo) -> date:
     return moment.astimezone(tz).date()
 
 
+class LocalDays:
+    """Local dates of instants, memoised per UTC quarter-hour: the local date only changes at
+    local midnight, which falls on a quarter-hour boundary in every time zone in use. A block
+    whose first and last microsecond have different local dates is never memoised."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._days: dict[int, date] = {}
+
+    def of(self, moment: datetime, micros: int) -> date:
+        block = micros // _QUARTER_HOUR_US
+        day = self._days.get(block)
+        if day is None:
+            day = local_day(moment, self.tz)
+            start = _EPOCH + timedelta(microseconds=block * _QUARTER_HOUR_US)
+            end = start + timedelta(microseconds=_QUARTER_HOUR_US - 1)
+            if local_day(start, self.tz) == local_day(end, self.tz) == day:
+                if len(self._days) > 100_000:
+                    self._days.clear()
+                self._days[block] = day
+        return day
+
+
 def decode_entries(
     entries: Iterable[tuple[bytes, dict[bytes, bytes]]],
     unit_codes: Collection[str],
-    tz: ZoneInfo,
+    tz: ZoneInfo | LocalDays,
 ) -> DecodedBatch:
     """Validate every entry again: the stream may hold entries from producers other than ingest."""
+    days = tz if isinstance(tz, LocalDays) else LocalDays(tz)
     out = DecodedBatch()
-    for seq, (entry_id, fields) in enumerate(entries):
+    for entry_id, fields in entries:
         raw = fields.get(DATA_FIELD, b"") if isinstance(fields, dict) else b""
         try:
             raw = unwrap(fields)
@@ -118,24 +159,26 @@ def decode_entries(
                 out.poison.append(Poison(entry_id, f"unknown unit_code {event.unit_code!r}", raw))
                 continue
         out.entry_ids.append(entry_id)
-        out.seq.append(seq)
-        out.event_id.append(event.event_id)
         out.type.append(event.type)
         out.dossier_id.append(event.dossier_id)
         out.unit_code.append(unit_code)
-        out.day.append(local_day(event.occurred_at, tz))
         if isinstance(event, DossierReceived):
-            out.channel.append(event.channel.value)
-            out.fee_required.append(event.fee_required)
-            out.paid_online.append(False)
-            out.received_rank.append(received_rank(event.occurred_at, event.event_id))
-        else:
-            out.received_rank.append(None)
-            out.channel.append(None)
-            out.fee_required.append(None)
-            out.paid_online.append(
-                isinstance(event, DossierPaid) and event.payment_method.value == "online"
+            flags = (ONLINE if event.channel.value == "online" else 0) | (
+                FEE_REQUIRED if event.fee_required else 0
             )
+            micros = utc_micros(event.occurred_at)
+            out.day.append(days.of(event.occurred_at, micros))
+            out.flags.append(flags)
+            out.received_rank.append(
+                f"{micros + _YEAR_ONE_US:020d}|{event.event_id}\x01{flags}"
+            )
+        else:
+            out.day.append(None)  # only the received event fixes the cohort day
+            out.received_rank.append(None)
+            if isinstance(event, DossierPaid):
+                out.flags.append(PAID_ONLINE if event.payment_method.value == "online" else 0)
+            else:
+                out.flags.append(DIGITIZED_BIT)
     return out
 
 

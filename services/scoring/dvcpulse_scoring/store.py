@@ -23,28 +23,23 @@ T = TypeVar("T")
 # Batches are small; the extra copy DuckDB warns about costs nothing measurable here.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
 
+SCHEMA_VERSION = "2"
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS seen_events (
-    event_key UHUGEINT PRIMARY KEY            -- md5 of event_id: 16 bytes, whatever its length
-);
+-- One row per dossier: all that is needed to know its contribution to unit_day. Events are not
+-- kept: every event's effect on its dossier is idempotent (docs/performance.md), so a re-sent
+-- or redelivered event changes nothing without a table of every event id ever seen.
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_key UHUGEINT PRIMARY KEY,         -- md5 of dossier_id
-    dossier_id VARCHAR NOT NULL,
     unit_code VARCHAR NOT NULL,               -- from the winning received event once known
     received_on DATE,                         -- cohort day; NULL while only orphan events exist
-    online BOOLEAN,
-    fee_required BOOLEAN,
-    received_rank VARCHAR,                    -- (occurred_at UTC, event_id) of the winning received
-    digitized BOOLEAN NOT NULL,
-    paid_online BOOLEAN NOT NULL,
+    received_rank VARCHAR,                    -- sort key of the winning received event
+    flags UTINYINT NOT NULL,                  -- 1 online, 2 fee_required, 4 digitized, 8 paid online
     -- the row as it was before the last write, read back with RETURNING so that unit_day moves
     -- by exactly (new contribution - old contribution)
     prev_unit_code VARCHAR,
     prev_received_on DATE,
-    prev_online BOOLEAN,
-    prev_fee_required BOOLEAN,
-    prev_digitized BOOLEAN,
-    prev_paid_online BOOLEAN
+    prev_flags UTINYINT
 );
 CREATE TABLE IF NOT EXISTS unit_day (
     unit_code VARCHAR NOT NULL,
@@ -59,24 +54,41 @@ CREATE TABLE IF NOT EXISTS unit_day (
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
+# Files written by version 1 (a seen_events table, one column per flag) are converted on open.
+MIGRATE_FROM_V1 = """
+CREATE TABLE dossiers_v2 AS
+SELECT dossier_key, unit_code, received_on,
+       -- version 1 ranked by the UTC instant as YYYYMMDDhhmmssffffff; now as 20 digits of
+       -- microseconds from year 1 (see domain.received_rank)
+       lpad((epoch_us(strptime(received_rank[1:20], '%Y%m%d%H%M%S%f'))
+             + 62135596800000000)::VARCHAR, 20, '0') || received_rank[21:] || chr(1)
+       || (coalesce(online, false)::INT + 2 * coalesce(fee_required, false)::INT)::VARCHAR
+       AS received_rank,
+       (coalesce(online, false)::UTINYINT + 2 * coalesce(fee_required, false)::UTINYINT
+        + 4 * digitized::UTINYINT + 8 * paid_online::UTINYINT)::UTINYINT AS flags,
+       NULL::VARCHAR AS prev_unit_code, NULL::DATE AS prev_received_on, NULL::UTINYINT AS prev_flags
+FROM dossiers;
+DROP TABLE dossiers;
+DROP TABLE IF EXISTS seen_events;
+"""
+
 BATCH_SCHEMA = pa.schema(
     [
-        ("seq", pa.int32()),
-        ("event_id", pa.string()),
         ("type", pa.string()),
         ("dossier_id", pa.string()),
         ("unit_code", pa.string()),
         ("day", pa.date32()),
-        ("channel", pa.string()),
-        ("fee_required", pa.bool_()),
-        ("paid_online", pa.bool_()),
+        ("flags", pa.uint8()),
         ("received_rank", pa.string()),
     ]
 )
 
-# One row per dossier touched by the batch's new events, merged into `dossiers`. The received
-# event with the smallest rank fixes the dossier's unit, day, channel and fee, in whatever order
-# events arrive; digitized and paid-online are facts that only ever become true.
+ONLINE, FEE, DIGITIZED, PAID_ONLINE = 1, 2, 4, 8
+
+# One row per dossier touched by the batch, merged into `dossiers`. The received event with the
+# smallest rank fixes the dossier's unit, day, channel and fee, in whatever order events arrive;
+# digitized and paid-online are facts that only ever become true. Applying any event twice, in
+# any order, leaves the same row: that is what makes counting exactly once without an event log.
 _WINS = (
     "(excluded.received_rank IS NOT NULL AND "
     "(dossiers.received_rank IS NULL OR excluded.received_rank < dossiers.received_rank))"
@@ -85,49 +97,38 @@ UPSERT_DOSSIERS = f"""
 INSERT INTO dossiers
 SELECT
     md5_number(dossier_id),
-    dossier_id,
-    coalesce(arg_min(unit_code, received_rank) FILTER (type = 'dossier.received'), arg_min(unit_code, seq)),
-    arg_min(day, received_rank) FILTER (type = 'dossier.received'),
-    arg_min(channel = 'online', received_rank) FILTER (type = 'dossier.received'),
-    arg_min(fee_required, received_rank) FILTER (type = 'dossier.received'),
+    coalesce(arg_min(unit_code, received_rank), min(unit_code)),
+    arg_min(day, received_rank),
     min(received_rank),
-    bool_or(type = 'dossier.digitized'),
-    bool_or(paid_online),
-    NULL, NULL, NULL, NULL, NULL, NULL
+    (coalesce(arg_min(flags, received_rank), 0) | bit_or(flags & 12))::UTINYINT,
+    NULL, NULL, NULL
 FROM new_events
 GROUP BY dossier_id
 ON CONFLICT (dossier_key) DO UPDATE SET
     prev_unit_code = dossiers.unit_code,
     prev_received_on = dossiers.received_on,
-    prev_online = dossiers.online,
-    prev_fee_required = dossiers.fee_required,
-    prev_digitized = dossiers.digitized,
-    prev_paid_online = dossiers.paid_online,
+    prev_flags = dossiers.flags,
     unit_code = CASE WHEN {_WINS} THEN excluded.unit_code ELSE dossiers.unit_code END,
     received_on = CASE WHEN {_WINS} THEN excluded.received_on ELSE dossiers.received_on END,
-    online = CASE WHEN {_WINS} THEN excluded.online ELSE dossiers.online END,
-    fee_required = CASE WHEN {_WINS} THEN excluded.fee_required ELSE dossiers.fee_required END,
     received_rank = CASE WHEN {_WINS} THEN excluded.received_rank ELSE dossiers.received_rank END,
-    digitized = dossiers.digitized OR excluded.digitized,
-    paid_online = dossiers.paid_online OR excluded.paid_online
-RETURNING unit_code, received_on, online, fee_required, digitized, paid_online,
-          prev_unit_code, prev_received_on, prev_online, prev_fee_required, prev_digitized,
-          prev_paid_online
+    flags = ((CASE WHEN {_WINS} THEN excluded.flags ELSE dossiers.flags END) & 3
+             | ((dossiers.flags | excluded.flags) & 12))::UTINYINT
+RETURNING unit_code, received_on, flags, prev_unit_code, prev_received_on, prev_flags
 """
 
 # unit_day moves by the new contribution of each changed dossier minus its old one (a dossier
 # counts in its cohort day once received; orphans count nothing yet).
-UPSERT_UNIT_DAY = """
+_CONTRIBUTION = """{sign} AS received, {sign} * ({f} & 1 <> 0)::INT AS online,
+           {sign} * ({f} & 4 <> 0)::INT AS digitized, {sign} * ({f} & 2 <> 0)::INT AS fee_required,
+           {sign} * ({f} & 10 = 10)::INT AS paid_online"""
+UPSERT_UNIT_DAY = f"""
 INSERT INTO unit_day
 SELECT unit_code, day, sum(received), sum(online), sum(digitized), sum(fee_required), sum(paid_online)
 FROM (
-    SELECT unit_code, received_on AS day, 1 AS received, online::INT AS online,
-           digitized::INT AS digitized, fee_required::INT AS fee_required,
-           (fee_required AND paid_online)::INT AS paid_online
+    SELECT unit_code, received_on AS day, {_CONTRIBUTION.format(sign=1, f="flags")}
     FROM changed WHERE received_on IS NOT NULL
     UNION ALL
-    SELECT prev_unit_code, prev_received_on, -1, -(prev_online::INT), -(prev_digitized::INT),
-           -(prev_fee_required::INT), -((prev_fee_required AND prev_paid_online)::INT)
+    SELECT prev_unit_code, prev_received_on, {_CONTRIBUTION.format(sign=-1, f="prev_flags")}
     FROM changed WHERE prev_received_on IS NOT NULL
 )
 GROUP BY unit_code, day
@@ -141,9 +142,16 @@ ON CONFLICT (unit_code, day) DO UPDATE SET
     paid_online = unit_day.paid_online + excluded.paid_online
 """
 
-# The two 64-bit halves of a 128-bit md5 key ({k}: the key expression).
-_KEY_HI = "({k} >> 64)::UBIGINT"
-_KEY_LO = "({k} & 18446744073709551615::UHUGEINT)::UBIGINT"
+# The (unit, cohort day) pairs whose score may have moved: where changed dossiers count now or
+# counted before, and where the batch's received events point (a redelivered batch changes
+# nothing but still refreshes its scores).
+TOUCHED = """
+SELECT day, list(DISTINCT unit_code) FROM (
+    SELECT unit_code, received_on AS day FROM changed WHERE received_on IS NOT NULL
+    UNION ALL SELECT prev_unit_code, prev_received_on FROM changed WHERE prev_received_on IS NOT NULL
+    UNION ALL SELECT unit_code, day FROM new_events WHERE type = 'dossier.received'
+) GROUP BY day
+"""
 
 COUNT_COLUMNS = "received, online, digitized, fee_required, paid_online"
 SUM_COUNTS = (
@@ -158,10 +166,14 @@ class WriterLocked(RuntimeError):
 
 @dataclass
 class ApplyResult:
-    new_events: int
-    duplicates: int
+    events: int  # valid events applied (a re-sent or redelivered one changes nothing)
+    unit_days_moved: int  # (unit, day) rows whose counts changed: 0 when nothing was new
     # (unit_code, cohort day) pairs whose counts may have changed
-    touched: set[tuple[str, date]]
+    touched_by_day: dict[date, list[str]]  # units whose counts on that day may have changed
+
+    @property
+    def touched(self) -> set[tuple[str, date]]:
+        return {(u, d) for d, units in self.touched_by_day.items() for u in units}
 
 
 def _cursor_rows(cursor: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
@@ -207,8 +219,30 @@ class ScoreStore:
                     f"{self.path} is held by another scoring process; this one waits as standby"
                 ) from exc
             raise
+        self._migrate(conn)
         conn.execute(SCHEMA)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
+        )
         self._conn = conn
+
+    @staticmethod
+    def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = 'dossiers'"
+            ).fetchall()
+        }
+        if "online" in columns:  # version 1: same counts, fewer columns
+            conn.execute("BEGIN")
+            conn.execute(MIGRATE_FROM_V1)
+            conn.execute(SCHEMA)
+            conn.execute("INSERT INTO dossiers SELECT * FROM dossiers_v2")
+            conn.execute("DROP TABLE dossiers_v2")
+            conn.execute("COMMIT")
+            conn.execute("CHECKPOINT")
 
     def open_waiting(self, stop_after: float | None = None, every: float = 1.0) -> None:
         """Open, waiting while another process holds the file (standby)."""
@@ -253,66 +287,34 @@ class ScoreStore:
 
     # -- writes ----------------------------------------------------------------------------
     def apply(self, batch: DecodedBatch) -> ApplyResult:
-        """Count a batch of valid events exactly once, in one transaction."""
+        """Count a batch of valid events into `dossiers` and `unit_day`, in one transaction.
+
+        Idempotent: applying the same events again, in any order or split, changes nothing.
+        """
         if len(batch) == 0:
-            return ApplyResult(0, 0, set())
+            return ApplyResult(0, 0, {})
         conn = self.conn
-        table = pa.Table.from_pydict(batch.columns(), schema=BATCH_SCHEMA)
-        conn.register("batch_in", table)
+        conn.register("new_events", pa.Table.from_pydict(batch.columns(), schema=BATCH_SCHEMA))
         try:
             conn.execute("BEGIN")
-            # First occurrence in the batch, then only event ids never seen before.
-            conn.execute(
-                """
-                CREATE OR REPLACE TEMP TABLE batch_first AS
-                SELECT * FROM batch_in QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1
-                """
-            )
-            # Arrow has no 128-bit integers: the new keys come back as two exact 64-bit halves
-            # (RETURNING event_key::VARCHAR cost ~50 us a row, most of a batch; docs/performance.md).
-            inserted = conn.execute(
-                "INSERT OR IGNORE INTO seen_events SELECT md5_number(event_id) FROM batch_first "
-                f"RETURNING {_KEY_HI.format(k='event_key')} AS hi, "
-                f"{_KEY_LO.format(k='event_key')} AS lo"
-            ).to_arrow_table()
-            conn.register("inserted_keys", inserted)
-            conn.execute(
-                f"""
-                CREATE OR REPLACE TEMP TABLE new_events AS
-                SELECT b.* EXCLUDE (k) FROM (
-                    SELECT *, md5_number(event_id) AS k FROM batch_first
-                ) b SEMI JOIN inserted_keys i
-                ON {_KEY_HI.format(k="b.k")} = i.hi AND {_KEY_LO.format(k="b.k")} = i.lo
-                """
-            )
             changed = conn.execute(UPSERT_DOSSIERS).to_arrow_table()
             conn.register("changed", changed)
-            conn.execute(UPSERT_UNIT_DAY)
+            moved = conn.execute(UPSERT_UNIT_DAY).fetchall()[0][0]
             conn.execute("COMMIT")
+            touched = dict(conn.execute(TOUCHED).fetchall())
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # the failure was the COMMIT itself, or TOUCHED after it
             raise
         finally:
-            for name in ("batch_in", "inserted_keys", "changed"):
+            for name in ("new_events", "changed"):
                 try:
                     conn.unregister(name)
                 except Exception:
                     pass
-        new = inserted.num_rows
-        touched: set[tuple[str, date]] = set()
-        for unit_col, day_col in (
-            ("unit_code", "received_on"),
-            ("prev_unit_code", "prev_received_on"),
-        ):
-            units = changed.column(unit_col).to_pylist()
-            days = changed.column(day_col).to_pylist()
-            for unit, day in zip(units, days, strict=True):
-                if day is not None:
-                    touched.add((unit, day))
-        for unit, day, kind in zip(batch.unit_code, batch.day, batch.type, strict=True):
-            if kind == "dossier.received":  # redelivered batches still refresh their scores
-                touched.add((unit, day))
-        return ApplyResult(new_events=new, duplicates=len(batch) - new, touched=touched)
+        return ApplyResult(events=len(batch), unit_days_moved=moved, touched_by_day=touched)
 
     # -- reads -----------------------------------------------------------------------------
     @staticmethod
@@ -402,7 +404,6 @@ class ScoreStore:
     @staticmethod
     def totals(cursor: duckdb.DuckDBPyConnection) -> dict[str, int]:
         row = cursor.execute(
-            "SELECT (SELECT count(*) FROM seen_events), (SELECT count(*) FROM dossiers), "
-            "(SELECT count(*) FROM dossiers WHERE received_on IS NULL)"
+            "SELECT count(*), count(*) FILTER (received_on IS NULL) FROM dossiers"
         ).fetchall()[0]
-        return {"events": row[0], "dossiers": row[1], "orphan_dossiers": row[2]}
+        return {"dossiers": row[0], "orphan_dossiers": row[1]}

@@ -43,6 +43,17 @@ class UpdateBuilder:
             for window, target_set in self._windows(day):
                 into[(window.id, unit)] = (window, target_set)
 
+    def mark_by_day(
+        self,
+        touched: dict[date, list[str]],
+        into: dict[WindowKey, tuple[Window, TargetSet | None]],
+    ) -> None:
+        """`mark` for units grouped by day (what a batch returns): one window lookup a day."""
+        for day, units in touched.items():
+            for window, target_set in self._windows(day):
+                value = (window, target_set)
+                into.update(dict.fromkeys([(window.id, u) for u in units], value))
+
     def targets_of(self, target_set: TargetSet | None, unit: Unit):  # type: ignore[no-untyped-def]
         key = (target_set.id if target_set else None, unit.code)
         cached = self._targets.get(key)

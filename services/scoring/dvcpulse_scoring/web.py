@@ -48,8 +48,8 @@ class LiveFeed:
         self._changed: asyncio.Event | None = None
 
     async def on_batch(self, outcome: BatchOutcome) -> None:
-        if outcome.new_events == 0:
-            return  # duplicates and dead letters change no number
+        if outcome.unit_days_moved == 0:
+            return  # re-sent events and dead letters change no number
         self.version += 1
         if self._changed is not None:
             self._changed.set()  # wakes every waiting client at once
