@@ -69,3 +69,20 @@ def test_memoised_local_days_equal_the_exact_conversion_in_odd_zones():
         moments += [datetime(2023, 4, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(900)]
         for m in moments + moments:  # twice: the second pass reads the memo
             assert days.of(m, utc_micros(m)) == local_day(m, tz), (zone, m)
+
+
+def test_fields_as_the_flat_list_redis_sends_decode_like_dicts():
+    payload = orjson.dumps(received("U-1", "A"))
+    as_dict = decode_entries([entry(0, payload)], {"U-1"}, TZ)
+    as_list = decode_entries(
+        [
+            (b"0-0", [b"__data__", payload]),
+            (b"1-0", [b"source", b"x", b"__data__", payload]),
+            (b"2-0", [b"source", b"x"]),
+        ],
+        {"U-1"},
+        TZ,
+    )
+    assert as_list.dossier_id == ["A", "A"] and as_list.columns()["flags"] == as_dict.flags * 2
+    assert [p.entry_id for p in as_list.poison] == [b"2-0"]
+    assert "__data__" in as_list.poison[0].reason

@@ -70,9 +70,19 @@ class DecodedBatch:
             getattr(self, name).extend(getattr(other, name))
 
 
-def unwrap(fields: dict[bytes, bytes]) -> bytes:
+def data_field(fields: dict[bytes, bytes] | list[bytes]) -> bytes | None:
+    """The `__data__` value of a stream entry: fields come as a dict, or as the flat
+    [field, value, ...] list Redis sends (raw reads)."""
+    if isinstance(fields, dict):
+        return fields.get(DATA_FIELD)
+    if len(fields) >= 2 and fields[0] == DATA_FIELD:
+        return fields[1]
+    return dict(zip(fields[::2], fields[1::2], strict=False)).get(DATA_FIELD)
+
+
+def unwrap(fields: dict[bytes, bytes] | list[bytes]) -> bytes:
     """The event bytes of a stream entry, with or without FastStream's binary envelope."""
-    data = fields.get(DATA_FIELD)
+    data = data_field(fields)
     if data is None:
         raise ValueError(f"entry has no {DATA_FIELD.decode()!r} field")
     if data.startswith(_FASTSTREAM_MAGIC):
@@ -131,7 +141,7 @@ class LocalDays:
 
 
 def decode_entries(
-    entries: Iterable[tuple[bytes, dict[bytes, bytes]]],
+    entries: Iterable[tuple[bytes, dict[bytes, bytes] | list[bytes]]],
     unit_codes: Collection[str],
     tz: ZoneInfo | LocalDays,
 ) -> DecodedBatch:
@@ -139,7 +149,7 @@ def decode_entries(
     days = tz if isinstance(tz, LocalDays) else LocalDays(tz)
     out = DecodedBatch()
     for entry_id, fields in entries:
-        raw = fields.get(DATA_FIELD, b"") if isinstance(fields, dict) else b""
+        raw = (data_field(fields) if isinstance(fields, dict | list) else None) or b""
         try:
             raw = unwrap(fields)
             event = EventAdapter.validate_json(raw)
