@@ -102,9 +102,7 @@ def test_alerts_killed_twice_notifies_every_transition_exactly_once(
         with services(ingest, scoring, alerts):
 
             def alert_states() -> Counter:
-                rows = httpx.get(
-                    f"{alerts.url}/api/v1/alerts", timeout=5
-                ).json()
+                rows = httpx.get(f"{alerts.url}/api/v1/alerts", timeout=5).json()
                 return Counter(r["state"] for r in rows)
 
             # Wave 1: every unit at 0% online and 0% digitized -> 40 `zero` alerts fire.

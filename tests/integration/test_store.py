@@ -58,7 +58,9 @@ def store(tmp_path: Path):
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(seed=st.integers(0, 10_000), splits=st.integers(0, 6), replay=st.booleans())
-def test_counts_equal_the_oracle_whatever_the_order_and_split(tmp_path_factory, seed, splits, replay):
+def test_counts_equal_the_oracle_whatever_the_order_and_split(
+    tmp_path_factory, seed, splits, replay
+):
     events = messy_feed(UNITS, 120, seed=seed)
     rng = random.Random(seed)
     store = ScoreStore(tmp_path_factory.mktemp("store") / "scoring.duckdb")
@@ -97,21 +99,31 @@ def test_later_winner_moves_the_dossier_between_units_and_days(store):
     events = [late, digitized("CMU-S01", "M1"), paid("CMU-S01", "M1", method="online")]
     apply_all(store, events, [])
     assert stored_counts(store)["CMU-S01"] == {
-        "received": 1, "online": 1, "digitized": 1, "fee_required": 1, "paid_online": 1
+        "received": 1,
+        "online": 1,
+        "digitized": 1,
+        "fee_required": 1,
+        "paid_online": 1,
     }
     early = received("CMU-H01", "M1", channel="direct", fee=True, at="2023-03-01T09:00:00+07:00")
-    result = store.apply(decode_entries([(b"9-0", {b"__data__": orjson.dumps(early)})], set(UNITS), TZ))
+    result = store.apply(
+        decode_entries([(b"9-0", {b"__data__": orjson.dumps(early)})], set(UNITS), TZ)
+    )
     assert stored_counts(store) == {
         "CMU-H01": {"received": 1, "online": 0, "digitized": 1, "fee_required": 1, "paid_online": 1}
     }
-    days = store.conn.execute("SELECT unit_code, day::VARCHAR, received FROM unit_day ORDER BY 1").fetchall()
+    days = store.conn.execute(
+        "SELECT unit_code, day::VARCHAR, received FROM unit_day ORDER BY 1"
+    ).fetchall()
     assert ("CMU-H01", "2023-03-01", 1) in days and ("CMU-S01", "2023-03-05", 0) in days
     assert result.unit_days_moved == 2
     assert {("CMU-H01", "2023-03-01"), ("CMU-S01", "2023-03-05")} <= {
         (u, d.isoformat()) for u, d in result.touched
     }
     # Applying it again moves nothing.
-    again = store.apply(decode_entries([(b"9-0", {b"__data__": orjson.dumps(early)})], set(UNITS), TZ))
+    again = store.apply(
+        decode_entries([(b"9-0", {b"__data__": orjson.dumps(early)})], set(UNITS), TZ)
+    )
     assert again.unit_days_moved == 0
 
 
@@ -159,9 +171,17 @@ def test_a_file_of_the_first_schema_is_converted_and_keeps_counting(tmp_path):
             [],
         )
         assert stored_counts(store) == {
-            "CMU-S01": {"received": 2, "online": 1, "digitized": 2, "fee_required": 1, "paid_online": 1}
+            "CMU-S01": {
+                "received": 2,
+                "online": 1,
+                "digitized": 2,
+                "fee_required": 1,
+                "paid_online": 1,
+            }
         }
-        version = store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
+        version = store.conn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchall()
         assert version == [("2",)]
     finally:
         store.close()

@@ -65,8 +65,12 @@ def test_memoised_local_days_equal_the_exact_conversion_in_odd_zones():
         base = datetime(2023, 1, 1, tzinfo=UTC)
         moments = [base + timedelta(seconds=rng.randrange(0, 366 * 86400)) for _ in range(3000)]
         # and every minute around the DST changes and local midnights
-        moments += [datetime(2023, 3, 12, 4, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(600)]
-        moments += [datetime(2023, 4, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(900)]
+        moments += [
+            datetime(2023, 3, 12, 4, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(600)
+        ]
+        moments += [
+            datetime(2023, 4, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=m) for m in range(900)
+        ]
         for m in moments + moments:  # twice: the second pass reads the memo
             assert days.of(m, utc_micros(m)) == local_day(m, tz), (zone, m)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 from dvcpulse_common.rates import rates, statuses
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.targets import sets_covering, unit_targets
@@ -35,11 +36,25 @@ class Poison:
 ONLINE, FEE_REQUIRED, DIGITIZED_BIT, PAID_ONLINE = 1, 2, 4, 8
 
 
+# The columns of a decoded batch, as the store reads them.
+BATCH_SCHEMA = pa.schema(
+    [
+        ("type", pa.string()),
+        ("dossier_id", pa.string()),
+        ("unit_code", pa.string()),
+        ("day", pa.date32()),
+        ("flags", pa.uint8()),
+        ("received_rank", pa.string()),
+    ]
+)
+
+
 @dataclass
 class DecodedBatch:
-    """Valid events as columns (ready for one Arrow write) and the poison entries."""
+    """Valid events as columns (ready for one Arrow write) and the poison entries. Rows decoded
+    one by one (`decode_entries`) are in the lists, rows decoded column-wise (vectorised.py) in
+    `tables`; the store takes both as one Arrow table. Row order carries no meaning."""
 
-    entry_ids: list[bytes] = field(default_factory=list)
     type: list[str] = field(default_factory=list)
     dossier_id: list[str] = field(default_factory=list)
     unit_code: list[str] = field(default_factory=list)
@@ -49,12 +64,14 @@ class DecodedBatch:
     flags: list[int] = field(default_factory=list)
     # Orders competing received events of one dossier (see received_rank); None for the others.
     received_rank: list[str | None] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.type)
+        return len(self.type) + sum(t.num_rows for t in self.tables)
 
     def columns(self) -> dict[str, list]:
+        """The rows decoded one by one."""
         return {
             "type": self.type,
             "dossier_id": self.dossier_id,
@@ -64,9 +81,17 @@ class DecodedBatch:
             "received_rank": self.received_rank,
         }
 
+    def to_arrow(self) -> pa.Table:
+        parts = [*self.tables]
+        if self.type:
+            parts.append(pa.Table.from_pydict(self.columns(), schema=BATCH_SCHEMA))
+        if not parts:
+            return BATCH_SCHEMA.empty_table()
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
     def extend(self, other: DecodedBatch) -> None:
         """Append another batch (the writer applies queued batches in one transaction)."""
-        for name in ("entry_ids", *self.columns(), "poison"):
+        for name in (*self.columns(), "tables", "poison"):
             getattr(self, name).extend(getattr(other, name))
 
 
@@ -94,10 +119,10 @@ def unwrap(fields: dict[bytes, bytes] | list[bytes]) -> bytes:
 
 # Microseconds from 0001-01-01 UTC to the Unix epoch: ranks count from year 1, so they are never
 # negative and sort as text.
-_YEAR_ONE_US = 62_135_596_800_000_000
+YEAR_ONE_US = 62_135_596_800_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
-_QUARTER_HOUR_US = 15 * 60 * 1_000_000
+QUARTER_HOUR_US = 15 * 60 * 1_000_000
 
 
 def utc_micros(occurred_at: datetime) -> int:
@@ -110,7 +135,7 @@ def received_rank(occurred_at: datetime, event_id: str, flags: int = 0) -> str:
     wins, ties broken by event id (then by content, for one id sent twice with different
     content) — so the result never depends on the order in which events arrive or are
     redelivered. Text: the instant as 20 digits, then the id, then the content."""
-    return f"{utc_micros(occurred_at) + _YEAR_ONE_US:020d}|{event_id}\x01{flags}"
+    return f"{utc_micros(occurred_at) + YEAR_ONE_US:020d}|{event_id}\x01{flags}"
 
 
 def local_day(moment: datetime, tz: ZoneInfo) -> date:
@@ -126,13 +151,23 @@ class LocalDays:
         self.tz = tz
         self._days: dict[int, date] = {}
 
+    def uniform(self, block: int) -> date | None:
+        """The local date of every instant of a UTC quarter-hour block, or None if it has two."""
+        day = self._days.get(block)
+        if day is None:
+            start = _EPOCH + timedelta(microseconds=block * QUARTER_HOUR_US)
+            day = self.of(start, block * QUARTER_HOUR_US)
+            if block not in self._days:
+                return None
+        return day
+
     def of(self, moment: datetime, micros: int) -> date:
-        block = micros // _QUARTER_HOUR_US
+        block = micros // QUARTER_HOUR_US
         day = self._days.get(block)
         if day is None:
             day = local_day(moment, self.tz)
-            start = _EPOCH + timedelta(microseconds=block * _QUARTER_HOUR_US)
-            end = start + timedelta(microseconds=_QUARTER_HOUR_US - 1)
+            start = _EPOCH + timedelta(microseconds=block * QUARTER_HOUR_US)
+            end = start + timedelta(microseconds=QUARTER_HOUR_US - 1)
             if local_day(start, self.tz) == local_day(end, self.tz) == day:
                 if len(self._days) > 100_000:
                     self._days.clear()
@@ -168,7 +203,6 @@ def decode_entries(
             if unit_code not in unit_codes:
                 out.poison.append(Poison(entry_id, f"unknown unit_code {event.unit_code!r}", raw))
                 continue
-        out.entry_ids.append(entry_id)
         out.type.append(event.type)
         out.dossier_id.append(event.dossier_id)
         out.unit_code.append(unit_code)
@@ -179,9 +213,7 @@ def decode_entries(
             micros = utc_micros(event.occurred_at)
             out.day.append(days.of(event.occurred_at, micros))
             out.flags.append(flags)
-            out.received_rank.append(
-                f"{micros + _YEAR_ONE_US:020d}|{event.event_id}\x01{flags}"
-            )
+            out.received_rank.append(f"{micros + YEAR_ONE_US:020d}|{event.event_id}\x01{flags}")
         else:
             out.day.append(None)  # only the received event fixes the cohort day
             out.received_rank.append(None)

@@ -14,6 +14,13 @@ class ScoringMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.decoded = Counter(
+            "dvcpulse_scoring_decoded",
+            "Stream entries decoded, by path: arrow (column-wise, proven valid) or reference "
+            "(one by one with pydantic: anything unusual, and every invalid entry)",
+            ["path"],
+            registry=self.registry,
+        )
         self.batch_seconds = Histogram(
             "dvcpulse_scoring_batch_seconds",
             "Time to process one batch",

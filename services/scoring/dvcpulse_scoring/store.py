@@ -72,17 +72,6 @@ DROP TABLE dossiers;
 DROP TABLE IF EXISTS seen_events;
 """
 
-BATCH_SCHEMA = pa.schema(
-    [
-        ("type", pa.string()),
-        ("dossier_id", pa.string()),
-        ("unit_code", pa.string()),
-        ("day", pa.date32()),
-        ("flags", pa.uint8()),
-        ("received_rank", pa.string()),
-    ]
-)
-
 ONLINE, FEE, DIGITIZED, PAID_ONLINE = 1, 2, 4, 8
 
 # One row per dossier touched by the batch, merged into `dossiers`. The received event with the
@@ -221,9 +210,7 @@ class ScoreStore:
             raise
         self._migrate(conn)
         conn.execute(SCHEMA)
-        conn.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
-        )
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [SCHEMA_VERSION])
         self._conn = conn
 
     @staticmethod
@@ -294,7 +281,7 @@ class ScoreStore:
         if len(batch) == 0:
             return ApplyResult(0, 0, {})
         conn = self.conn
-        conn.register("new_events", pa.Table.from_pydict(batch.columns(), schema=BATCH_SCHEMA))
+        conn.register("new_events", batch.to_arrow())
         try:
             conn.execute("BEGIN")
             changed = conn.execute(UPSERT_DOSSIERS).to_arrow_table()
