@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 from dvcpulse_shared.events import DOSSIER_ID_MAX, EVENT_ID_MAX
+from dvcpulse_shared.streams import DATA_FIELD
 
 from .domain import (
     BATCH_SCHEMA,
@@ -77,22 +78,29 @@ class VectorDecoder:
         self.reference_rows = 0
 
     def decode(self, entries: Sequence[tuple[bytes, Any]]) -> DecodedBatch:
-        payloads: list[bytes] = []
-        fast: list[int] = []
-        slow: list[int] = []
-        for i, (_entry_id, fields) in enumerate(entries):
-            data = data_field(fields) if isinstance(fields, dict | list) else None
-            if (
-                data is None
-                or data[:1] != b"{"  # also FastStream's binary envelope: the reference unwraps it
-                or b"null" in data
-                or b"\n" in data
-                or b"\r" in data
-            ):
-                slow.append(i)
-            else:
-                fast.append(i)
-                payloads.append(data)
+        raw = [
+            f[1] if f.__class__ is list and len(f) == 2 and f[0] == DATA_FIELD else _data(f)
+            for _, f in entries
+        ]
+        column = pa.array(raw, pa.binary())
+        # Rows the reference must read: no data, not a JSON object (also FastStream's binary
+        # envelope, which the reference unwraps), a `null`, a line break.
+        unusual = pc.fill_null(
+            _any(
+                pc.invert(pc.starts_with(column, "{")),
+                pc.match_substring(column, "null"),
+                pc.match_substring(column, "\n"),
+                pc.match_substring(column, "\r"),
+            ),
+            True,
+        )
+        if pc.any(unusual).as_py():
+            flags = unusual.to_numpy(zero_copy_only=False)
+            slow = flags.nonzero()[0].tolist()
+            fast = (~flags).nonzero()[0].tolist()
+            payloads = [raw[i] for i in fast]
+        else:
+            slow, fast, payloads = [], list(range(len(raw))), raw
         out = DecodedBatch()
         if payloads:
             table = self._parse(payloads)
@@ -113,7 +121,7 @@ class VectorDecoder:
         return out
 
     @staticmethod
-    def _parse(payloads: list[bytes]) -> pa.Table | None:
+    def _parse(payloads: list[bytes | None]) -> pa.Table | None:
         try:
             table = pj.read_json(io.BytesIO(b"\n".join(payloads)), parse_options=_PARSE)
         except pa.ArrowInvalid:
@@ -218,6 +226,17 @@ class VectorDecoder:
         distinct = pc.unique(blocks)
         days = [self.days.uniform(block) for block in distinct.to_pylist()]
         return pc.take(pa.array(days, pa.date32()), pc.index_in(blocks, value_set=distinct))
+
+
+def _data(fields: Any) -> bytes | None:
+    return data_field(fields) if isinstance(fields, dict | list) else None
+
+
+def _any(*masks: pa.Array) -> pa.Array:
+    out = masks[0]
+    for m in masks[1:]:
+        out = pc.or_(out, m)
+    return out
 
 
 def _all(*masks: pa.Array) -> pa.Array:
