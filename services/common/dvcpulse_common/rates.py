@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from fractions import Fraction
+from functools import lru_cache
 
 from dvcpulse_shared.api import Counts, MetricStatus, Rates, Status
 from dvcpulse_shared.targets import MetricTargets
@@ -30,10 +30,17 @@ def metric_status(
         return Status.no_data
     if numerator == 0:
         return Status.zero
-    # numerator/denominator*100 < target, compared as exact fractions.
-    if target is not None and Fraction(numerator * 100, denominator) < Fraction(target):
-        return Status.below_target
+    # numerator/denominator*100 < p/q, compared exactly in integers (denominators are > 0).
+    if target is not None:
+        p, q = _exact(target)
+        if numerator * 100 * q < p * denominator:
+            return Status.below_target
     return Status.met
+
+
+@lru_cache(maxsize=4096)
+def _exact(target: Decimal) -> tuple[int, int]:
+    return target.as_integer_ratio()
 
 
 def statuses(c: Counts, t: MetricTargets, *, has_fee_procedures: bool = True) -> MetricStatus:

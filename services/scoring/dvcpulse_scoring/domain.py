@@ -6,16 +6,17 @@ import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-from dvcpulse_common.rates import rates, statuses
+from dvcpulse_common.rates import metric_status, rate, statuses
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.targets import sets_covering, unit_targets
-from dvcpulse_shared.api import Counts, ScoreRow, Window
+from dvcpulse_shared.api import Counts, ScoreRow, Status, Window
 from dvcpulse_shared.events import DossierPaid, DossierReceived, EventAdapter
 from dvcpulse_shared.streams import DATA_FIELD
-from dvcpulse_shared.targets import TargetSet
+from dvcpulse_shared.targets import MetricTargets, TargetSet
 from dvcpulse_shared.units import Unit
 from pydantic import ValidationError
 
@@ -255,16 +256,74 @@ def windows_for_day(
 
 def score_row(unit: Unit, counts: Counts, target_set: TargetSet | None) -> ScoreRow:
     targets = unit_targets(target_set, unit.code, unit.level)
-    return ScoreRow(
+    # Every value below is built by our own rules from validated models: constructing without
+    # a second validation makes /api/v1/scores for 10,000 units ~3x cheaper
+    # (tests/unit/test_rates.py checks the rows equal validated ones).
+    return ScoreRow.model_construct(
         unit_code=unit.code,
         unit_name=unit.name,
         level=unit.level,
         parent_code=unit.parent_code,
-        **counts.model_dump(),
-        **rates(counts).model_dump(),
+        received=counts.received,
+        online=counts.online,
+        digitized=counts.digitized,
+        fee_required=counts.fee_required,
+        paid_online=counts.paid_online,
+        online_rate=rate(counts.online, counts.received),
+        digitization_rate=rate(counts.digitized, counts.received),
+        online_payment_rate=rate(counts.paid_online, counts.fee_required),
         targets=targets,
         status=statuses(counts, targets, has_fee_procedures=unit.has_fee_procedures),
     )
+
+
+class ScoreRowJson:
+    """`score_row` as the JSON-ready dict of a ScoreRow, for /api/v1/scores over thousands of
+    units: no model per row (tests/unit/test_rates.py checks it equals the model's JSON)."""
+
+    def __init__(self) -> None:
+        self._targets: dict[tuple[str | None, str], tuple[MetricTargets, dict[str, Any]]] = {}
+
+    def targets(self, target_set: TargetSet | None, unit: Unit) -> tuple[MetricTargets, dict]:
+        key = (target_set.id if target_set else None, unit.code)
+        cached = self._targets.get(key)
+        if cached is None:
+            model = unit_targets(target_set, unit.code, unit.level)
+            cached = self._targets[key] = (model, model.model_dump(mode="json"))
+        return cached
+
+    def row(
+        self, unit: Unit, counts: tuple[int, int, int, int, int], target_set: TargetSet | None
+    ) -> dict[str, Any]:
+        received, online, digitized, fee_required, paid_online = counts
+        targets, targets_json = self.targets(target_set, unit)
+        payment_applicable = unit.has_fee_procedures and (received == 0 or fee_required > 0)
+        if received == 0:
+            payment = Status.no_data if unit.has_fee_procedures else Status.not_applicable
+        else:
+            payment = metric_status(
+                paid_online, fee_required, targets.online_payment, applicable=payment_applicable
+            )
+        return {
+            "received": received,
+            "online": online,
+            "digitized": digitized,
+            "fee_required": fee_required,
+            "paid_online": paid_online,
+            "online_rate": rate(online, received),
+            "digitization_rate": rate(digitized, received),
+            "online_payment_rate": rate(paid_online, fee_required),
+            "unit_code": unit.code,
+            "unit_name": unit.name,
+            "level": unit.level,
+            "parent_code": unit.parent_code,
+            "targets": targets_json,
+            "status": {
+                "online": metric_status(online, received, targets.online).value,
+                "digitization": metric_status(digitized, received, targets.digitization).value,
+                "online_payment": payment.value,
+            },
+        }
 
 
 class WindowError(ValueError):

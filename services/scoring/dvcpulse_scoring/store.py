@@ -324,6 +324,21 @@ class ScoreStore:
         }
 
     @staticmethod
+    def unit_count_tuples(
+        cursor: duckdb.DuckDBPyConnection, date_from: date | None, date_to: date | None
+    ) -> dict[str, tuple[int, int, int, int, int]]:
+        """`unit_counts` as plain tuples (received, online, digitized, fee_required, paid_online)."""
+        rows = cursor.execute(
+            f"""
+            SELECT unit_code, {SUM_COUNTS} FROM unit_day
+            WHERE ($1::DATE IS NULL OR day >= $1) AND ($2::DATE IS NULL OR day <= $2)
+            GROUP BY unit_code
+            """,
+            [date_from, date_to],
+        ).fetchall()
+        return {r[0]: r[1:] for r in rows}
+
+    @staticmethod
     def window_counts(
         cursor: duckdb.DuckDBPyConnection, wanted: list[tuple[str, str, date, date]]
     ) -> dict[tuple[str, str], Counts]:
