@@ -88,6 +88,17 @@ def run_once(
             pipe.xtrim(stream, maxlen=backlog * 2 + 40_000, approximate=True)
             pipe.execute()
             added += len(chunk)
+            if (
+                added * 10 // feed.plan.dossiers // 2
+                > (added - len(chunk)) * 10 // feed.plan.dossiers // 2
+            ):
+                # ~ every tenth of the feed (about 2 events a dossier): progress for long runs
+                elapsed = time.perf_counter() - started
+                console.print(
+                    f"  {marks[-1][1]:,} events counted in {elapsed:,.0f} s "
+                    f"({marks[-1][1] / elapsed:,.0f}/s), RSS {mib(service.peak_rss)} MiB",
+                    highlight=False,
+                )
         while True:
             read, pending = group_progress(client, stream)
             marks.append((time.perf_counter(), read - pending))
