@@ -222,3 +222,12 @@ def test_unit_mapping_files(tmp_path, registry):
     wrong.write_text("code,unit\n", encoding="utf-8")
     with pytest.raises(MappingFileError, match="missing column"):
         load_unit_mapping(wrong, registry)
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1²"])
+def test_codes_with_non_ascii_digits_never_crash_the_mapping(registry, value):
+    # str.isdigit() is true for "²", which int() refuses: found by the fuzz test (a 500).
+    record = {**records()[0], "DuocThanhToanTrucTuyen": value}
+    events, errors = one(record, registry)
+    assert not any(e["type"] == "dossier.paid" for e in events)
+    assert errors == {} or all(isinstance(m, str) for m in errors.values())

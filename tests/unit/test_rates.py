@@ -49,16 +49,14 @@ def test_level_totals_are_sums_of_counts_not_averages_of_rates():
     assert [f"{rate(a, b):.2f}" for a, b in levels] == ["63.66", "30.28", "55.73"]
 
 
-def test_score_rows_built_without_validation_equal_validated_ones():
+def random_rows(seed: int, n: int):  # type: ignore[no-untyped-def]
+    """(unit, counts, target set or None) for random counts, units and targets."""
     import random
 
-    from dvcpulse_common.rates import rates
-    from dvcpulse_scoring.domain import score_row
-    from dvcpulse_shared.api import ScoreRow
     from dvcpulse_shared.targets import TargetSet
     from dvcpulse_shared.units import Unit
 
-    rng = random.Random(2)
+    rng = random.Random(seed)
     target_set = TargetSet.model_validate(
         {
             "id": "t",
@@ -69,61 +67,13 @@ def test_score_rows_built_without_validation_equal_validated_ones():
             "levels": {
                 "commune": {"online": "50", "digitization": "80.5", "online_payment": "33.3"}
             },
-        }
-    )
-    for i in range(300):
-        received = rng.randrange(0, 50)
-        fee = rng.randrange(0, received + 1)
-        c = Counts(
-            received=received,
-            online=rng.randrange(0, received + 1),
-            digitized=rng.randrange(0, received + 1),
-            fee_required=fee,
-            paid_online=rng.randrange(0, fee + 1),
-        )
-        unit = Unit(
-            code=f"U-{i}",
-            name=f"Xã {i}",
-            level="commune",
-            parent_code=None,
-            has_fee_procedures=rng.random() < 0.8,
-        )
-        built = score_row(unit, c, target_set if i % 2 else None)
-        validated = ScoreRow.model_validate(built.model_dump())
-        assert built.model_dump_json() == validated.model_dump_json()
-        assert (built.online_rate, built.online_payment_rate) == (
-            rates(c).online_rate,
-            rates(c).online_payment_rate,
-        )
-
-
-def test_score_row_json_equals_the_models_json():
-    import json
-    import random
-
-    import orjson
-    from dvcpulse_scoring.domain import ScoreRowJson, score_row
-    from dvcpulse_shared.api import ScoreRow
-    from dvcpulse_shared.targets import TargetSet
-    from dvcpulse_shared.units import Unit
-
-    rng = random.Random(4)
-    target_set = TargetSet.model_validate(
-        {
-            "id": "t",
-            "name": "t",
-            "kind": "campaign",
-            "from": "2023-03-01",
-            "to": "2023-05-09",
-            "levels": {"commune": {"online": "50", "digitization": "80.5"}},
             "units": {"U-3": {"online_payment": "12.25"}},
         }
     )
-    builder = ScoreRowJson()
-    for i in range(400):
-        received = rng.randrange(0, 40)
+    for i in range(n):
+        received = rng.randrange(0, 50)
         fee = rng.randrange(0, received + 1)
-        c = Counts(
+        counts = Counts(
             received=received,
             online=rng.randrange(0, received + 1),
             digitized=rng.randrange(0, received + 1),
@@ -137,9 +87,35 @@ def test_score_row_json_equals_the_models_json():
             parent_code="H-1" if i % 3 else None,
             has_fee_procedures=rng.random() < 0.8,
         )
-        chosen = target_set if i % 2 else None
-        expected = json.loads(
-            ScoreRow.model_validate(score_row(unit, c, chosen).model_dump()).model_dump_json()
+        yield unit, counts, (target_set if i % 2 else None)
+
+
+def test_score_rows_built_without_validation_equal_validated_ones():
+    from dvcpulse_common.rates import rates
+    from dvcpulse_scoring.domain import score_row
+    from dvcpulse_shared.api import ScoreRow
+
+    for unit, c, target_set in random_rows(2, 300):
+        built = score_row(unit, c, target_set)
+        validated = ScoreRow.model_validate(built.model_dump())
+        assert built.model_dump_json() == validated.model_dump_json()
+        assert (built.online_rate, built.online_payment_rate) == (
+            rates(c).online_rate,
+            rates(c).online_payment_rate,
         )
-        got = orjson.loads(orjson.dumps(builder.row(unit, tuple(c.model_dump().values()), chosen)))
-        assert got == expected
+
+
+def test_score_row_json_equals_the_models_json():
+    import json
+
+    import orjson
+    from dvcpulse_scoring.domain import ScoreRowJson, score_row
+    from dvcpulse_shared.api import ScoreRow
+
+    builder = ScoreRowJson()
+    for unit, c, target_set in random_rows(4, 400):
+        model = ScoreRow.model_validate(score_row(unit, c, target_set).model_dump())
+        got = orjson.loads(
+            orjson.dumps(builder.row(unit, tuple(c.model_dump().values()), target_set))
+        )
+        assert got == json.loads(model.model_dump_json())

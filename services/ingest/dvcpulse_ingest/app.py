@@ -138,7 +138,12 @@ def create_app(
         """
         scope = authorize(request)
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        if (
+            declared
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > settings.max_body_bytes
+        ):
             return error(413, f"body over {settings.max_body_bytes} bytes", "too_large")
         body = bytearray()
         async for chunk in request.stream():

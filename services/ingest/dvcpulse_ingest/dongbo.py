@@ -115,7 +115,7 @@ def _code(value: Any, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise _Bad(name, f"must be a number or a numeric string, got {type(value).__name__}")
     text = str(value).strip()
-    return str(int(text)) if text.isdigit() else text
+    return str(int(text)) if text.isascii() and text.isdigit() else text  # not "²"
 
 
 def _flag(value: Any, name: str) -> bool:

@@ -119,7 +119,12 @@ def sync_router(settings: Settings, registry: Registry, stream: EventStream) -> 
         scope = authorize(request) if authorize is not None else None
         declared = request.headers.get("content-length")
         too_large = f"body over {settings.max_body_bytes} bytes"
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        if (
+            declared
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > settings.max_body_bytes
+        ):
             return JSONResponse({"detail": too_large}, status_code=413)
         body = bytearray()
         async for chunk in request.stream():
