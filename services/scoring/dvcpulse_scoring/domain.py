@@ -136,7 +136,12 @@ def received_rank(occurred_at: datetime, event_id: str, flags: int = 0) -> str:
     wins, ties broken by event id (then by content, for one id sent twice with different
     content) — so the result never depends on the order in which events arrive or are
     redelivered. Text: the instant as 20 digits, then the id, then the content."""
-    return f"{utc_micros(occurred_at) + YEAR_ONE_US:020d}|{event_id}\x01{flags}"
+    return rank_text(utc_micros(occurred_at), event_id, flags)
+
+
+def rank_text(micros: int, event_id: str, flags: int) -> str:
+    """received_rank from the instant's microseconds (vectorised.py builds the same text)."""
+    return f"{micros + YEAR_ONE_US:020d}|{event_id}\x01{flags}"
 
 
 def local_day(moment: datetime, tz: ZoneInfo) -> date:
@@ -214,7 +219,7 @@ def decode_entries(
             micros = utc_micros(event.occurred_at)
             out.day.append(days.of(event.occurred_at, micros))
             out.flags.append(flags)
-            out.received_rank.append(f"{micros + YEAR_ONE_US:020d}|{event.event_id}\x01{flags}")
+            out.received_rank.append(rank_text(micros, event.event_id, flags))
         else:
             out.day.append(None)  # only the received event fixes the cohort day
             out.received_rank.append(None)

@@ -72,8 +72,6 @@ DROP TABLE dossiers;
 DROP TABLE IF EXISTS seen_events;
 """
 
-ONLINE, FEE, DIGITIZED, PAID_ONLINE = 1, 2, 4, 8
-
 # One row per dossier touched by the batch, merged into `dossiers`. The received event with the
 # smallest rank fixes the dossier's unit, day, channel and fee, in whatever order events arrive;
 # digitized and paid-online are facts that only ever become true. Applying any event twice, in
