@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from bench import gen_national, ingest, latency, peer_bytewax, scale, scoring
+from bench import gen_national, ingest, latency, peer_bytewax, scale, scoring, store_growth
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +76,15 @@ def test_scale_bench_small(tmp_path):
     )
     assert result["counts_ok"]
     assert result["runs"][0]["score_rows"] == 10_000
+
+
+def test_store_growth_bench_small(tmp_path):
+    result = store_growth.main(
+        ["--dossiers", "20000", "--batch", "2000", "--out", str(tmp_path), "--name", "store"]
+    )
+    # The check itself can fail: the stored totals are compared with the generated ones.
+    assert result["counts_ok"]
+    assert result["counts"]["received"] == 20_000
+    assert 0 < result["counts"]["digitized"] < 20_000
+    assert len(result["tenths"]) == 10
+    assert json.loads((tmp_path / "store.json").read_text())["counts_ok"] is True

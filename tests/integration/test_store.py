@@ -1,5 +1,5 @@
 """The scoring store on a real DuckDB file: counts equal the oracle's whatever the order, split,
-repetition or redelivery of the events, and a file written by the first schema is converted."""
+repetition or redelivery of the events, and files written by earlier schemas are converted."""
 
 from __future__ import annotations
 
@@ -72,6 +72,11 @@ def test_counts_equal_the_oracle_whatever_the_order_and_split(
             rng.shuffle(again)
             apply_all(store, again, sorted(rng.sample(range(1, len(again)), splits)))
         assert stored_counts(store) == expected_counts(events)
+        # The dossier table has no key constraint: the writer itself keeps one row per dossier.
+        rows, keys = store.conn.execute(
+            "SELECT count(*), count(DISTINCT dossier_key) FROM dossiers"
+        ).fetchall()[0]
+        assert rows == keys == len({e["dossier_id"] for e in events})
     finally:
         store.close()
 
@@ -182,6 +187,75 @@ def test_a_file_of_the_first_schema_is_converted_and_keeps_counting(tmp_path):
         version = store.conn.execute(
             "SELECT value FROM meta WHERE key = 'schema_version'"
         ).fetchall()
-        assert version == [("2",)]
+        assert version == [("3",)]
+    finally:
+        store.close()
+
+
+# Version 2: a primary key on dossier_key and the previous row's columns.
+V2_SCHEMA = """
+CREATE TABLE dossiers (
+    dossier_key UHUGEINT PRIMARY KEY, unit_code VARCHAR NOT NULL, received_on DATE,
+    received_rank VARCHAR, flags UTINYINT NOT NULL, prev_unit_code VARCHAR,
+    prev_received_on DATE, prev_flags UTINYINT);
+CREATE TABLE unit_day (unit_code VARCHAR NOT NULL, day DATE NOT NULL, received BIGINT NOT NULL,
+    online BIGINT NOT NULL, digitized BIGINT NOT NULL, fee_required BIGINT NOT NULL,
+    paid_online BIGINT NOT NULL, PRIMARY KEY (unit_code, day));
+CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+INSERT INTO meta VALUES ('schema_version', '2');
+INSERT INTO dossiers VALUES
+  -- D1: received online with a fee at 2023-03-02 02:00 UTC, digitized
+  (md5_number('D1'), 'CMU-S01', DATE '2023-03-02',
+   lpad((epoch_us(TIMESTAMP '2023-03-02 02:00:00') + 62135596800000000)::VARCHAR, 20, '0')
+   || '|D1:r' || chr(1) || '3', 7, 'CMU-S01', DATE '2023-03-02', 3),
+  -- D2: an orphan digitized event
+  (md5_number('D2'), 'CMU-S01', NULL, NULL, 4, NULL, NULL, NULL);
+INSERT INTO unit_day VALUES ('CMU-S01', DATE '2023-03-02', 1, 1, 1, 1, 0);
+"""
+
+
+def test_a_file_of_the_second_schema_loses_its_index_and_keeps_counting(tmp_path):
+    path = tmp_path / "scoring.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute(V2_SCHEMA)
+    store = ScoreStore(path)
+    store.open()
+    try:
+        columns = [
+            r[0]
+            for r in store.conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'dossiers' ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+        assert columns == ["dossier_key", "unit_code", "received_on", "received_rank", "flags"]
+        assert store.conn.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'dossiers' "
+            "AND constraint_type = 'PRIMARY KEY'"
+        ).fetchall() == [(0,)]
+        apply_all(
+            store,
+            [
+                paid("CMU-S01", "D1", method="online"),
+                received("CMU-S01", "D2", channel="direct", fee=False),
+                digitized("CMU-S01", "D1"),  # already known: changes nothing
+                received("CMU-H01", "D1", channel="direct", at="2023-03-02T10:00:00+07:00"),
+            ],
+            [2],
+        )
+        assert stored_counts(store) == {
+            "CMU-S01": {
+                "received": 2,
+                "online": 1,
+                "digitized": 2,
+                "fee_required": 1,
+                "paid_online": 1,
+            }
+        }
+        assert store.conn.execute("SELECT count(*) FROM dossiers").fetchall() == [(2,)]
+        version = store.conn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchall()
+        assert version == [("3",)]
     finally:
         store.close()

@@ -65,10 +65,11 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=10_000, ge=1, le=100_000)
     block_ms: int = Field(default=200, ge=1)
     write_max_events: int = Field(
-        default=40_000,
+        default=100_000,
         ge=1,
         description="Batches read while the writer is busy are applied together, up to this "
-        "many events a DuckDB transaction (a commit costs per transaction as well as per row)",
+        "many events a DuckDB transaction (a commit, and the scan that finds a batch's dossiers, "
+        "cost per transaction as well as per row)",
     )
     claim_idle_ms: int = Field(default=30_000, ge=100, description="Reclaim entries idle this long")
     consumer_name: str | None = None

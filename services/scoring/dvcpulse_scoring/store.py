@@ -23,23 +23,22 @@ T = TypeVar("T")
 # Batches are small; the extra copy DuckDB warns about costs nothing measurable here.
 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 SCHEMA = """
 -- One row per dossier: all that is needed to know its contribution to unit_day. Events are not
 -- kept: every event's effect on its dossier is idempotent (docs/performance.md), so a re-sent
 -- or redelivered event changes nothing without a table of every event id ever seen.
+-- No index: a primary key's ART index of every dossier must stay in memory and is rewritten
+-- whole at each checkpoint, which made cost and memory grow with the table (docs/performance.md).
+-- The one writer finds a batch's dossiers by a hash join (one scan of dossier_key) and inserts
+-- only those it did not find, so a key is never stored twice.
 CREATE TABLE IF NOT EXISTS dossiers (
-    dossier_key UHUGEINT PRIMARY KEY,         -- md5 of dossier_id
+    dossier_key UHUGEINT NOT NULL,            -- md5 of dossier_id
     unit_code VARCHAR NOT NULL,               -- from the winning received event once known
     received_on DATE,                         -- cohort day; NULL while only orphan events exist
     received_rank VARCHAR,                    -- sort key of the winning received event
-    flags UTINYINT NOT NULL,                  -- 1 online, 2 fee_required, 4 digitized, 8 paid online
-    -- the row as it was before the last write, read back with RETURNING so that unit_day moves
-    -- by exactly (new contribution - old contribution)
-    prev_unit_code VARCHAR,
-    prev_received_on DATE,
-    prev_flags UTINYINT
+    flags UTINYINT NOT NULL                   -- 1 online, 2 fee_required, 4 digitized, 8 paid online
 );
 CREATE TABLE IF NOT EXISTS unit_day (
     unit_code VARCHAR NOT NULL,
@@ -54,9 +53,11 @@ CREATE TABLE IF NOT EXISTS unit_day (
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
-# Files written by version 1 (a seen_events table, one column per flag) are converted on open.
+# Older files are converted on open into `dossiers_next` (the current columns), then copied into
+# the current table. Version 1 had a seen_events table and one column per flag; version 2 a
+# primary key and the previous row's columns.
 MIGRATE_FROM_V1 = """
-CREATE TABLE dossiers_v2 AS
+CREATE TABLE dossiers_next AS
 SELECT dossier_key, unit_code, received_on,
        -- version 1 ranked by the UTC instant as YYYYMMDDhhmmssffffff; now as 20 digits of
        -- microseconds from year 1 (see domain.received_rank)
@@ -65,42 +66,71 @@ SELECT dossier_key, unit_code, received_on,
        || (coalesce(online, false)::INT + 2 * coalesce(fee_required, false)::INT)::VARCHAR
        AS received_rank,
        (coalesce(online, false)::UTINYINT + 2 * coalesce(fee_required, false)::UTINYINT
-        + 4 * digitized::UTINYINT + 8 * paid_online::UTINYINT)::UTINYINT AS flags,
-       NULL::VARCHAR AS prev_unit_code, NULL::DATE AS prev_received_on, NULL::UTINYINT AS prev_flags
+        + 4 * digitized::UTINYINT + 8 * paid_online::UTINYINT)::UTINYINT AS flags
 FROM dossiers;
 DROP TABLE dossiers;
 DROP TABLE IF EXISTS seen_events;
 """
+MIGRATE_FROM_V2 = """
+CREATE TABLE dossiers_next AS
+SELECT dossier_key, unit_code, received_on, received_rank, flags FROM dossiers;
+DROP TABLE dossiers;
+"""
 
-# One row per dossier touched by the batch, merged into `dossiers`. The received event with the
-# smallest rank fixes the dossier's unit, day, channel and fee, in whatever order events arrive;
-# digitized and paid-online are facts that only ever become true. Applying any event twice, in
-# any order, leaves the same row: that is what makes counting exactly once without an event log.
+# The batch's dossiers, each merged with its stored row (found by one hash join): the received
+# event with the smallest rank fixes the dossier's unit, day, channel and fee, in whatever order
+# events arrive; digitized and paid-online are facts that only ever become true. Applying any
+# event twice, in any order, leaves the same row: that is what makes counting exactly once
+# without an event log. Only rows that are new or differ come out, with the stored values as
+# prev_* so that unit_day moves by exactly (new contribution - old contribution).
 _WINS = (
-    "(excluded.received_rank IS NOT NULL AND "
-    "(dossiers.received_rank IS NULL OR excluded.received_rank < dossiers.received_rank))"
+    "(d.rid IS NULL OR (i.received_rank IS NOT NULL AND "
+    "(d.received_rank IS NULL OR i.received_rank < d.received_rank)))"
 )
-UPSERT_DOSSIERS = f"""
+MERGE_DOSSIERS = f"""
+WITH incoming AS (
+    SELECT
+        md5_number(dossier_id) AS dossier_key,
+        coalesce(arg_min(unit_code, received_rank), min(unit_code)) AS unit_code,
+        arg_min(day, received_rank) AS received_on,
+        min(received_rank) AS received_rank,
+        (coalesce(arg_min(flags, received_rank), 0) | bit_or(flags & 12))::UTINYINT AS flags
+    FROM new_events
+    GROUP BY dossier_id
+),
+merged AS (
+    SELECT
+        i.dossier_key,
+        d.rid,
+        CASE WHEN {_WINS} THEN i.unit_code ELSE d.unit_code END AS unit_code,
+        CASE WHEN {_WINS} THEN i.received_on ELSE d.received_on END AS received_on,
+        CASE WHEN {_WINS} THEN i.received_rank ELSE d.received_rank END AS received_rank,
+        ((CASE WHEN {_WINS} THEN i.flags ELSE d.flags END) & 3
+         | ((coalesce(d.flags, 0) | i.flags) & 12))::UTINYINT AS flags,
+        d.unit_code AS prev_unit_code,
+        d.received_on AS prev_received_on,
+        d.received_rank AS prev_received_rank,
+        d.flags AS prev_flags
+    FROM incoming i
+    LEFT JOIN (SELECT rowid AS rid, * FROM dossiers) d USING (dossier_key)
+)
+SELECT dossier_key, rid, unit_code, received_on, received_rank, flags,
+       prev_unit_code, prev_received_on, prev_flags
+FROM merged
+WHERE rid IS NULL
+   OR (unit_code, received_on, received_rank, flags)
+      IS DISTINCT FROM (prev_unit_code, prev_received_on, prev_received_rank, prev_flags)
+"""
+INSERT_DOSSIERS = """
 INSERT INTO dossiers
-SELECT
-    md5_number(dossier_id),
-    coalesce(arg_min(unit_code, received_rank), min(unit_code)),
-    arg_min(day, received_rank),
-    min(received_rank),
-    (coalesce(arg_min(flags, received_rank), 0) | bit_or(flags & 12))::UTINYINT,
-    NULL, NULL, NULL
-FROM new_events
-GROUP BY dossier_id
-ON CONFLICT (dossier_key) DO UPDATE SET
-    prev_unit_code = dossiers.unit_code,
-    prev_received_on = dossiers.received_on,
-    prev_flags = dossiers.flags,
-    unit_code = CASE WHEN {_WINS} THEN excluded.unit_code ELSE dossiers.unit_code END,
-    received_on = CASE WHEN {_WINS} THEN excluded.received_on ELSE dossiers.received_on END,
-    received_rank = CASE WHEN {_WINS} THEN excluded.received_rank ELSE dossiers.received_rank END,
-    flags = ((CASE WHEN {_WINS} THEN excluded.flags ELSE dossiers.flags END) & 3
-             | ((dossiers.flags | excluded.flags) & 12))::UTINYINT
-RETURNING unit_code, received_on, flags, prev_unit_code, prev_received_on, prev_flags
+SELECT dossier_key, unit_code, received_on, received_rank, flags FROM changed WHERE rid IS NULL
+"""
+# rowids are stable here: rows of `dossiers` are never deleted, and this one writer reads and
+# updates them in the same transaction.
+UPDATE_DOSSIERS = """
+UPDATE dossiers SET unit_code = c.unit_code, received_on = c.received_on,
+    received_rank = c.received_rank, flags = c.flags
+FROM changed c WHERE c.rid IS NOT NULL AND dossiers.rowid = c.rid
 """
 
 # unit_day moves by the new contribution of each changed dossier minus its old one (a dossier
@@ -220,12 +250,19 @@ class ScoreStore:
                 "WHERE table_schema = 'main' AND table_name = 'dossiers'"
             ).fetchall()
         }
-        if "online" in columns:  # version 1: same counts, fewer columns
+        migration = (
+            MIGRATE_FROM_V1
+            if "online" in columns
+            else MIGRATE_FROM_V2
+            if "prev_flags" in columns
+            else None
+        )
+        if migration is not None:  # same counts, fewer columns, no index
             conn.execute("BEGIN")
-            conn.execute(MIGRATE_FROM_V1)
+            conn.execute(migration)
             conn.execute(SCHEMA)
-            conn.execute("INSERT INTO dossiers SELECT * FROM dossiers_v2")
-            conn.execute("DROP TABLE dossiers_v2")
+            conn.execute("INSERT INTO dossiers SELECT * FROM dossiers_next")
+            conn.execute("DROP TABLE dossiers_next")
             conn.execute("COMMIT")
             conn.execute("CHECKPOINT")
 
@@ -282,8 +319,10 @@ class ScoreStore:
         conn.register("new_events", batch.to_arrow())
         try:
             conn.execute("BEGIN")
-            changed = conn.execute(UPSERT_DOSSIERS).to_arrow_table()
-            conn.register("changed", changed)
+            # A temporary table, not Arrow: Arrow carries UHUGEINT as a signed decimal.
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE changed AS {MERGE_DOSSIERS}")
+            conn.execute(INSERT_DOSSIERS)
+            conn.execute(UPDATE_DOSSIERS)
             moved = conn.execute(UPSERT_UNIT_DAY).fetchall()[0][0]
             conn.execute("COMMIT")
             touched = dict(conn.execute(TOUCHED).fetchall())
@@ -294,11 +333,10 @@ class ScoreStore:
                 pass  # the failure was the COMMIT itself, or TOUCHED after it
             raise
         finally:
-            for name in ("new_events", "changed"):
-                try:
-                    conn.unregister(name)
-                except Exception:
-                    pass
+            try:
+                conn.unregister("new_events")
+            except Exception:
+                pass
         return ApplyResult(events=len(batch), unit_days_moved=moved, touched_by_day=touched)
 
     # -- reads -----------------------------------------------------------------------------
