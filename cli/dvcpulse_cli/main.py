@@ -70,6 +70,9 @@ def serve(service: Annotated[Service, typer.Argument(help="Which service to run"
     """
     cfg = load_config()
     configure_logging(cfg.settings.log_level, cfg.settings.log_json)
+    from dvcpulse_common.process import cap_malloc_arenas
+
+    cap_malloc_arenas(cfg.settings.malloc_arena_max)  # before any thread starts
     from . import services
 
     {

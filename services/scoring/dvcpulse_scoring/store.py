@@ -201,16 +201,15 @@ class ScoreStore:
     def __init__(
         self,
         path: Path,
-        memory_limit: str = "1GB",
+        memory_limit: str = "512MB",
         threads: int = 2,
         checkpoint_threshold: str = "16MB",
     ) -> None:
         self.path = path
         self.memory_limit = memory_limit
         self.threads = threads
-        # DuckDB's default (16MB). A larger WAL between checkpoints made a batch's upsert and
-        # commit ~30% cheaper in isolation but raised peak RSS at 1 M dossiers toward the 1 GiB
-        # budget (docs/performance.md), so it is a setting, not the default.
+        # DuckDB's default (16MB). With no index on dossiers a checkpoint writes only what
+        # changed, so a larger WAL between checkpoints buys little and holds more in memory.
         self.checkpoint_threshold = checkpoint_threshold
         self._conn: duckdb.DuckDBPyConnection | None = None
         # One thread owns the connection: DuckDB work never blocks the event loop, and writes
