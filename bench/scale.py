@@ -1,7 +1,7 @@
 """Scale: the national registry (10,000 units in 3 levels) and as many dossiers as you give it.
 
 The scoring service runs as a process with its DuckDB memory limit (DVCPULSE_DUCKDB_MEMORY_LIMIT,
-default 1GB). The feed is produced while scoring consumes, with a bounded backlog (so Redis never
+default 256MB). The feed is produced while scoring consumes, with a bounded backlog (so Redis never
 holds the whole feed; consumed entries are trimmed), and throughput is recorded per tenth of the
 feed so the first tenth can be compared with the last (cost must grow linearly). At the end:
 `/api/v1/scores?window=campaign` for all units and `/api/v1/scores/levels?window=campaign` are

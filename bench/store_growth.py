@@ -131,13 +131,15 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     tenths: list[dict[str, float]] = []
     total_s, events, mark_s, mark_events = 0.0, 0, 0.0, 0
     step = max(args.dossiers // 10, 1)
+    last_tenth = 0
     try:
         for dossiers_so_far, batch in feed.batches():
             started = time.perf_counter()
             store.apply(batch)
             total_s += time.perf_counter() - started
             events += len(batch)
-            if dossiers_so_far // step > (dossiers_so_far - args.batch) // step:
+            if dossiers_so_far // step > last_tenth:  # a tenth of the dossiers more
+                last_tenth = dossiers_so_far // step
                 us = (total_s - mark_s) / max(events - mark_events, 1) * 1e6
                 tenths.append(
                     {

@@ -201,7 +201,7 @@ class ScoreStore:
     def __init__(
         self,
         path: Path,
-        memory_limit: str = "512MB",
+        memory_limit: str = "256MB",
         threads: int = 2,
         checkpoint_threshold: str = "16MB",
     ) -> None:
