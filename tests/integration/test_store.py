@@ -154,44 +154,6 @@ INSERT INTO unit_day VALUES ('CMU-S01', DATE '2023-03-02', 1, 1, 1, 1, 0);
 """
 
 
-def test_a_file_of_the_first_schema_is_converted_and_keeps_counting(tmp_path):
-    path = tmp_path / "scoring.duckdb"
-    with duckdb.connect(str(path)) as conn:
-        conn.execute(V1_SCHEMA)
-    store = ScoreStore(path)
-    store.open()
-    try:
-        tables = {r[0] for r in store.conn.execute("SHOW TABLES").fetchall()}
-        assert "seen_events" not in tables
-        # D1 gets paid online (counts now); D2, an orphan digitized, is received.
-        apply_all(
-            store,
-            [
-                paid("CMU-S01", "D1", method="online"),
-                received("CMU-S01", "D2", channel="direct", fee=False),
-                digitized("CMU-S01", "D1"),  # already known: changes nothing
-                # later than D1's converted rank (09:00 local): loses, D1 stays in CMU-S01
-                received("CMU-H01", "D1", channel="direct", at="2023-03-02T10:00:00+07:00"),
-            ],
-            [],
-        )
-        assert stored_counts(store) == {
-            "CMU-S01": {
-                "received": 2,
-                "online": 1,
-                "digitized": 2,
-                "fee_required": 1,
-                "paid_online": 1,
-            }
-        }
-        version = store.conn.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'"
-        ).fetchall()
-        assert version == [("3",)]
-    finally:
-        store.close()
-
-
 # Version 2: a primary key on dossier_key and the previous row's columns.
 V2_SCHEMA = """
 CREATE TABLE dossiers (
@@ -214,13 +176,20 @@ INSERT INTO unit_day VALUES ('CMU-S01', DATE '2023-03-02', 1, 1, 1, 1, 0);
 """
 
 
-def test_a_file_of_the_second_schema_loses_its_index_and_keeps_counting(tmp_path):
+@pytest.mark.parametrize(
+    ("old_schema", "cuts"), [(V1_SCHEMA, []), (V2_SCHEMA, [2])], ids=["version-1", "version-2"]
+)
+def test_a_file_of_an_earlier_schema_is_converted_and_keeps_counting(tmp_path, old_schema, cuts):
+    # Both files hold the same: D1 received online with a fee on 2023-03-02 (09:00 local) in
+    # CMU-S01 and digitized; D2 only an orphan digitized event.
     path = tmp_path / "scoring.duckdb"
     with duckdb.connect(str(path)) as conn:
-        conn.execute(V2_SCHEMA)
+        conn.execute(old_schema)
     store = ScoreStore(path)
     store.open()
     try:
+        tables = {r[0] for r in store.conn.execute("SHOW TABLES").fetchall()}
+        assert tables == {"dossiers", "unit_day", "meta"}
         columns = [
             r[0]
             for r in store.conn.execute(
@@ -233,15 +202,17 @@ def test_a_file_of_the_second_schema_loses_its_index_and_keeps_counting(tmp_path
             "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'dossiers' "
             "AND constraint_type = 'PRIMARY KEY'"
         ).fetchall() == [(0,)]
+        # D1 gets paid online (counts now); D2, the orphan, is received.
         apply_all(
             store,
             [
                 paid("CMU-S01", "D1", method="online"),
                 received("CMU-S01", "D2", channel="direct", fee=False),
                 digitized("CMU-S01", "D1"),  # already known: changes nothing
+                # later than D1's converted rank (09:00 local): loses, D1 stays in CMU-S01
                 received("CMU-H01", "D1", channel="direct", at="2023-03-02T10:00:00+07:00"),
             ],
-            [2],
+            cuts,
         )
         assert stored_counts(store) == {
             "CMU-S01": {
