@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 from dvcpulse_shared.api import Counts
 
 from .domain import DecodedBatch
-
-T = TypeVar("T")
-
-# Batches are small; the extra copy DuckDB warns about costs nothing measurable here.
-warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
 
 SCHEMA_VERSION = "3"
 
@@ -191,10 +185,6 @@ class ApplyResult:
     @property
     def touched(self) -> set[tuple[str, date]]:
         return {(u, d) for d, units in self.touched_by_day.items() for u in units}
-
-
-def _cursor_rows(cursor: duckdb.DuckDBPyConnection) -> list[tuple[Any, ...]]:
-    return cursor.fetchall()
 
 
 class ScoreStore:
