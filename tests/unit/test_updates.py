@@ -52,8 +52,18 @@ def test_builder_matches_the_contract_rules(c, online, digit, pay, has_fee):
     )
     builder = UpdateBuilder({"U1": unit}, [target_set])
     now = datetime(2023, 3, 2, tzinfo=UTC)
-    built = builder.build(set_window(target_set), target_set, "U1", c, date(2023, 3, 2), now)
-    update = ScoreUpdate.model_validate_json(orjson.dumps(built))
+    as_tuple = (c.received, c.online, c.digitized, c.fee_required, c.paid_online)
+    built = builder.build(
+        set_window(target_set), target_set, "U1", as_tuple, date(2023, 3, 2), now.isoformat()
+    )
+    # The spliced JSON is one object with exactly the fields of the contract, each once.
+    pairs = orjson.loads(built)
+    assert sorted(pairs) == sorted(ScoreUpdate.model_fields)
+    assert built.count(b'"received"') == 1
+    update = ScoreUpdate.model_validate_json(built)
+    assert (update.received, update.online, update.digitized) == as_tuple[:3]
+    assert (update.fee_required, update.paid_online, update.computed_at) == (*as_tuple[3:], now)
+    assert update.window == set_window(target_set) and update.level == "commune"
     t = unit_targets(target_set, "U1", "commune")
     assert update.status == statuses(c, t, has_fee_procedures=has_fee)
     assert (update.online_rate, update.digitization_rate, update.online_payment_rate) == tuple(

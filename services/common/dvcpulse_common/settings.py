@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         "Threads that allocate (DuckDB, Arrow, executors) otherwise each hold freed memory in "
         "arenas of their own: 2 kept scoring's RSS ~130 MiB lower at 3 M dossiers",
     )
+    gc_threshold: int = Field(
+        default=20_000,
+        ge=0,
+        description="Python's young-generation GC threshold in service processes, after "
+        "freezing what start-up allocated (0: Python's default of 700); see docs/performance.md",
+    )
     # 256MB: at 10 M dossiers scoring then peaked at 932 MiB resident (512MB: 1,074 MiB, ~12%
     # faster); DuckDB evicts table blocks beyond it and reads them back (docs/performance.md).
     duckdb_memory_limit: str = "256MB"

@@ -98,7 +98,7 @@ def create_app(
     async def become_writer() -> None:
         await open_store()
         await broker.connect()
-        consumer.install_raw_reads()
+        consumer.prepare_connection()
         async for attempt in AsyncRetrying(  # Redis may be down at start: wait for it
             retry=retry_if_exception_type(Exception),
             wait=wait_exponential(multiplier=0.2, max=5),

@@ -43,6 +43,12 @@ log = structlog.get_logger("dvcpulse.scoring")
 # (id, fields): fields as a dict, or as Redis's flat [field, value, ...] list (raw reads).
 Entry = tuple[bytes, dict[bytes, bytes] | list[bytes]]
 FLUSH_BACKOFF = 4
+PUBLISH_CHUNK = 1000
+# XADD of every ARGV to KEYS[1] as the entry's data field; all or none, in order.
+XADD_MANY = f"""
+for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', '{DATA_FIELD.decode()}', ARGV[i]) end
+return #ARGV
+"""
 
 
 @dataclass
@@ -119,6 +125,7 @@ class ScoringConsumer:
             maxsize=max(1, -(-settings.write_max_events // settings.batch_size))
         )
         self._writer: asyncio.Task[None] | None = None
+        self._xadd_many: Any = None  # the XADD_MANY script, once connected (prepare_connection)
 
     # -- wiring ----------------------------------------------------------------------------
     def register(self) -> None:
@@ -170,14 +177,16 @@ class ScoringConsumer:
     def redis(self):  # type: ignore[no-untyped-def]
         return self.broker._connection
 
-    def install_raw_reads(self) -> None:
-        """XREADGROUP replies keep each entry's fields as the flat list Redis sends.
+    def prepare_connection(self) -> None:
+        """Once connected: XREADGROUP replies keep each entry's fields as the flat list Redis
+        sends, and the script that publishes score updates is registered.
 
         redis-py turns every entry's fields into a dict (`pairs_to_dict`): ~14% of the process's
         time on the read path, for a dict we read one key of. `decode_entries` takes either
         shape, FastStream's batch subscriber passes entries through untouched.
         """
         self.redis.set_response_callback("XREADGROUP", _xread_raw)
+        self._xadd_many = self.redis.register_script(XADD_MANY)
 
     async def ensure_group(self) -> None:
         """Create the group at 0 so events already in the stream are counted (FastStream would
@@ -473,27 +482,25 @@ class ScoringConsumer:
             )
 
         counts, last_days = await self.store.read(read)
-        now = datetime.now(UTC)
+        computed_at = datetime.now(UTC).isoformat()
+        build = self.updates.build
         return [
-            orjson.dumps(
-                self.updates.build(
-                    window,
-                    target_set,
-                    unit_code,
-                    counts[(wid, unit_code)],
-                    last_days.get(unit_code),
-                    now,
-                )
+            build(
+                window,
+                target_set,
+                unit_code,
+                counts[(wid, unit_code)],
+                last_days.get(unit_code),
+                computed_at,
             )
             for (wid, unit_code), (window, target_set) in sorted(windows.items())
         ]
 
     async def publish_scores(self, payloads: list[bytes]) -> None:
-        for i in range(0, len(payloads), 5000):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for payload in payloads[i : i + 5000]:
-                    pipe.xadd(self.streams.scores, {DATA_FIELD: payload})
-                await pipe.execute()
+        # One XADD per update, run by a script a thousand at a time: a pipeline costs ~4x as
+        # much client time per command, and a national flush publishes 20,000 of them.
+        for i in range(0, len(payloads), PUBLISH_CHUNK):
+            await self._xadd_many(keys=[self.streams.scores], args=payloads[i : i + PUBLISH_CHUNK])
 
 
 def _xread_raw(response: Any, **_options: Any) -> list[list[Any]]:

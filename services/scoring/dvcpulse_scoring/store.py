@@ -359,8 +359,9 @@ class ScoreStore:
     @staticmethod
     def window_counts(
         cursor: duckdb.DuckDBPyConnection, wanted: list[tuple[str, str, date, date]]
-    ) -> dict[tuple[str, str], Counts]:
-        """Counts for (window id, unit, from, to) tuples in one query."""
+    ) -> dict[tuple[str, str], tuple[int, int, int, int, int]]:
+        """Counts for (window id, unit, from, to) tuples in one query, as (received, online,
+        digitized, fee_required, paid_online) tuples (no model each: thousands per flush)."""
         if not wanted:
             return {}
         table = pa.table(
@@ -386,12 +387,7 @@ class ScoreStore:
             ).fetchall()
         finally:
             cursor.unregister("wanted")
-        return {
-            (r[0], r[1]): Counts(
-                received=r[2], online=r[3], digitized=r[4], fee_required=r[5], paid_online=r[6]
-            )
-            for r in rows
-        }
+        return {(r[0], r[1]): r[2:] for r in rows}
 
     @staticmethod
     def last_received_on(cursor: duckdb.DuckDBPyConnection, units: list[str]) -> dict[str, date]:
