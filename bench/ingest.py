@@ -23,6 +23,7 @@ import redis
 from bench.common import (
     REDIS_URL,
     Service,
+    best_baselines,
     cleanup,
     console,
     machine,
@@ -52,7 +53,7 @@ def run_once(events: int, body_events: int, work: Path) -> dict[str, Any]:
     latencies: list[float] = []
     accepted = rejected = 0
     try:
-        base = redis_baselines(payloads, prefix)
+        before = redis_baselines(payloads, prefix)
         service.start()
         headers = {"content-type": "application/x-ndjson"}
         with httpx.Client(base_url=service.url, timeout=120) as http:
@@ -76,6 +77,7 @@ def run_once(events: int, body_events: int, work: Path) -> dict[str, Any]:
         service.stop()
         cleanup(prefix)
         client.close()
+    base = best_baselines(before, redis_baselines(payloads, prefix))
     rate = accepted / elapsed
     ok = accepted == len(payloads) and rejected == 0 and in_stream == accepted
     result = {

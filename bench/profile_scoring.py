@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--registry", choices=("national", "ca_mau"), default="ca_mau")
     parser.add_argument("--seconds", type=int, default=10, help="how long to sample")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
+    )
     args = parser.parse_args(argv)
     spy = shutil.which("py-spy")
     if spy is None:
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
                     str(raw_path),
                     "--threads",
                     "--nonblocking",
+                    *(["--gil"] if args.gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

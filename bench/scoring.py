@@ -22,6 +22,7 @@ from bench.common import (
     REDIS_URL,
     REPO,
     Service,
+    best_baselines,
     cleanup,
     console,
     load_stream,
@@ -62,7 +63,7 @@ def run_once(
         extra["DVCPULSE_BATCH_SIZE"] = str(batch_size)
     service = Service("scoring", service_env(prefix, data_dir, units_file, **extra), work / "logs")
     try:
-        base = redis_baselines(payloads, prefix)
+        before = redis_baselines(payloads, prefix)
         stream = f"{prefix}:events"
         load_stream(client, stream, payloads)
         service.start(wait=False)
@@ -74,6 +75,7 @@ def run_once(
         service.stop()
         cleanup(prefix)
         client.close()
+    base = best_baselines(before, redis_baselines(payloads, prefix))
     db_bytes = sum(f.stat().st_size for f in data_dir.glob("scoring.duckdb*"))
     result = {
         "registry": registry,
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"scoring end to end, {args.registry} registry, {runs[0]['events']:,} events, "
         f"median of {len(runs)}",
         [
-            ("raw XREADGROUP(1000)+XACK, events/s", med["raw_xreadgroup_xack_per_s"]),
+            ("raw XREADGROUP(1000)+XACK, events/s (better of 2)", med["raw_xreadgroup_xack_per_s"]),
             ("scoring (decode+DuckDB+scores+XACK), events/s", med["scoring_per_s"]),
             ("ratio (target >= 0.50)", med["ratio_vs_raw_read_ack"]),
             ("raw pipelined XADD, events/s (loading)", med["raw_xadd_per_s"]),
