@@ -5,6 +5,8 @@ the samples are summed by thread and by function.
     uv run python -m bench.profile_scoring --dossiers 300000 --registry ca_mau
     # writes bench/results/profile_scoring.txt (summary) and profile_scoring.raw (collapsed
     # stacks, for flamegraph tools); needs ptrace rights (root, or CAP_SYS_PTRACE)
+    uv run python -m bench.profile_scoring --registry national --gil
+    # only the thread holding the GIL at each sample: profile_scoring_gil.txt / .raw
 
 Time inside DuckDB's own C++ threads is not sampled (they are not Python threads); the writer
 thread's samples on `ScoreStore.apply` lines are the wait for those statements.
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         load_stream(client, stream, payloads)
         env = service_env(prefix, work / "data", units_file, DVCPULSE_CAMPAIGN="campaign-2023")
         service = Service("scoring", env, work / "logs")
-        raw_path = args.out / "profile_scoring.raw"
+        name = "profile_scoring_gil" if args.gil else "profile_scoring"
+        raw_path = args.out / f"{name}.raw"
         args.out.mkdir(parents=True, exist_ok=True)
         try:
             service.start(wait=False)
@@ -129,12 +132,13 @@ def main(argv: list[str] | None = None) -> None:
             client.close()
     header = (
         f"scoring ({args.registry} registry), {len(payloads):,} events at "
-        f"{timing.per_s:,.0f}/s; py-spy samples over {args.seconds:.0f} s of the drain\n"
+        f"{timing.per_s:,.0f}/s; py-spy samples over {args.seconds:.0f} s of the drain"
+        f"{' (only the thread holding the GIL)' if args.gil else ''}\n"
     )
     text = header + summarise(raw_path.read_text())
-    (args.out / "profile_scoring.txt").write_text(text)
+    (args.out / f"{name}.txt").write_text(text)
     console.print(text)
-    console.print(f"written: {args.out / 'profile_scoring.txt'}, {raw_path}")
+    console.print(f"written: {args.out / f'{name}.txt'}, {raw_path}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 from dvcpulse_scoring.domain import LocalDays, decode_entries
-from dvcpulse_scoring.vectorised import VectorDecoder
+from dvcpulse_scoring.vectorised import VectorDecoder, _joined_if_plain
 
 from tests.factories import digitized, paid, received
 
@@ -152,3 +152,22 @@ def test_each_odd_payload_alone_beside_valid_ones_equals_the_reference():
         reference = decode_entries(entries, CODES, TZ)
         assert rows(fast) == rows(reference), odd
         assert poison(fast) == poison(reference), odd
+
+
+@pytest.mark.parametrize(
+    ("odd", "why"),
+    [
+        (None, "an entry without data"),
+        (b"", "an empty payload"),
+        (b'{"a": 1}\n{"b": 2}', "two lines in one entry"),
+        (b'{"a": "x\ry"}', "a carriage return"),
+        (b'{"a": null}', "a null"),
+        (b'[{"a": 1}]', "not an object"),
+        (b' {"a": 1}', "a leading space"),
+    ],
+)
+def test_the_whole_batch_proof_refuses_what_the_rows_must_check(odd, why):
+    plain = [b'{"a": 1}', b'{"b": "annul"}', b'{"c": 3}']
+    assert _joined_if_plain(plain) == b'{"a": 1}\n{"b": "annul"}\n{"c": 3}'
+    for at in range(len(plain) + 1):
+        assert _joined_if_plain([*plain[:at], odd, *plain[at:]]) is None, (why, at)

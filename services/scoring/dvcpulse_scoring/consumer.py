@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import hiredis
 import orjson
 import structlog
+from dvcpulse_common.redis_scripts import XADD_MANY
 from dvcpulse_common.registry import Registry
 from dvcpulse_common.settings import Settings
 from dvcpulse_common.targets import active_campaign
@@ -45,11 +46,6 @@ log = structlog.get_logger("dvcpulse.scoring")
 Entry = tuple[bytes, dict[bytes, bytes] | list[bytes]]
 FLUSH_BACKOFF = 9
 PUBLISH_CHUNK = 1000
-# XADD of every ARGV to KEYS[1] as the entry's data field; all or none, in order.
-XADD_MANY = f"""
-for i = 1, #ARGV do redis.call('XADD', KEYS[1], '*', '{DATA_FIELD.decode()}', ARGV[i]) end
-return #ARGV
-"""
 
 
 @dataclass
