@@ -15,8 +15,8 @@ import redis
 import structlog
 from dvcpulse_common.registry import Registry, load_registry
 from dvcpulse_common.settings import Settings
-from dvcpulse_common.targets import load_targets
-from dvcpulse_shared.targets import TargetSet
+from dvcpulse_common.targets import load_baselines, load_targets
+from dvcpulse_shared.targets import Baselines, TargetSet
 
 
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
@@ -42,6 +42,7 @@ class Config:
     settings: Settings
     registry: Registry
     target_sets: list[TargetSet]
+    baselines: Baselines | None = None
 
 
 def load_config(settings: Settings | None = None) -> Config:
@@ -50,6 +51,7 @@ def load_config(settings: Settings | None = None) -> Config:
         settings=settings,
         registry=load_registry(settings.units_file, settings.level_labels),
         target_sets=load_targets(settings.targets_file),
+        baselines=load_baselines(settings.targets_file),
     )
 
 

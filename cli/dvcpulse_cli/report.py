@@ -109,6 +109,12 @@ def fetch_report(
             for r in levels["rows"]
             if r["level"] != "total"
         },
+        # The plan's own figures of the baseline year per level, where the config has them.
+        level_baselines={
+            r["level"]: MetricTargets(**r["baseline"])
+            for r in levels["rows"]
+            if r.get("baseline") and r["level"] != "total"
+        },
         rankings=report_rankings(registry, counts),
     )
 

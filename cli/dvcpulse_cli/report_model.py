@@ -106,6 +106,11 @@ def _baseline(unit: Unit, metric: str) -> Fraction | None:
     return None if value is None else Fraction(str(value))
 
 
+def _level_baseline(baseline: MetricTargets | None, metric: str) -> Fraction | None:
+    value = None if baseline is None else getattr(baseline, metric)
+    return None if value is None else Fraction(value)  # a Decimal: exact
+
+
 def _diff(a: Fraction | None, b: Fraction | None) -> Fraction | None:
     return None if a is None or b is None else a - b
 
@@ -118,6 +123,7 @@ def _row(
     previous: Counts | None,
     targets: MetricTargets,
     has_fee_procedures: bool,
+    baseline: MetricTargets | None = None,
 ) -> ReportRow:
     status = statuses(counts, targets, has_fee_procedures=has_fee_procedures).model_dump()
     rates: dict[str, Fraction | None] = {m: exact_rate(counts, m) for m in METRICS}
@@ -144,7 +150,11 @@ def _row(
         targets={m: getattr(targets, m) for m in METRICS},
         change_week={m: _diff(rates[m], prev_rates[m]) for m in METRICS},
         change_baseline={
-            m: (_diff(rates[m], _baseline(unit, m)) if unit is not None else None) for m in METRICS
+            m: _diff(
+                rates[m],
+                _baseline(unit, m) if unit is not None else _level_baseline(baseline, m),
+            )
+            for m in METRICS
         },
         note=note,
     )
@@ -163,9 +173,11 @@ def build_report(
     unit_targets: Mapping[str, MetricTargets],
     level_targets: Mapping[str, MetricTargets],
     rankings: Sequence = (),
+    level_baselines: Mapping[str, MetricTargets] | None = None,
 ) -> Report:
     """`current`/`previous`: counts per unit code from the scoring API; `unit_targets` and
-    `level_targets`: the targets the API reports for the window."""
+    `level_targets`: the targets the API reports for the window; `level_baselines`: each
+    level's rates in the baseline year as the plan printed them (the Tổng rows' reference)."""
     report = Report(window_name, date_from, as_of, previous_to, target_set, rankings=list(rankings))
     for i, level in enumerate(registry.levels):
         units = [u for u in registry.units.values() if u.level == level.code]
@@ -201,6 +213,7 @@ def build_report(
             None if previous is None else total_prev,
             level_targets.get(level.code, MetricTargets()),
             level_fees,
+            baseline=(level_baselines or {}).get(level.code),
         )
         roman = ROMAN[i] if i < len(ROMAN) else str(i + 1)
         report.sections.append(

@@ -19,7 +19,7 @@ def serve_ingest(cfg: Config) -> None:
 def serve_scoring(cfg: Config) -> None:
     from dvcpulse_scoring.app import create_app
 
-    app = create_app(cfg.settings, cfg.registry, cfg.target_sets)
+    app = create_app(cfg.settings, cfg.registry, cfg.target_sets, baselines=cfg.baselines)
     tune_gc(cfg.settings.gc_threshold)  # what start-up built is kept: freeze it
     uvicorn.run(app, host=cfg.settings.host, port=cfg.settings.scoring_port, log_level="warning")
 

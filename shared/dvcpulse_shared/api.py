@@ -86,6 +86,12 @@ class LevelRow(Counts, Rates):
     units: int
     targets: MetricTargets
     status: MetricStatus
+    baseline: MetricTargets | None = Field(
+        default=None,
+        description="The level's rates in the baseline year as the plan reported them "
+        "(percent; `baselines:` of the targets file); absent when units are filtered",
+    )
+    baseline_year: int | None = None
 
 
 class ScoresResponse(BaseModel):

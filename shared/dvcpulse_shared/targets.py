@@ -49,7 +49,21 @@ class TargetSet(BaseModel):
         return self
 
 
+class Baselines(BaseModel):
+    """What a plan reports as already reached in a past year, per level and for the whole
+    province (`total`), in percent: the reference of the report's "change since" column on each
+    level's Tổng row. Each unit's own baseline is in the registry. These are the plan's printed
+    figures, not derived from unit rates (a level's rate is never an average of rates)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    year: int = Field(ge=2000, le=2100)
+    source: str | None = None
+    levels: dict[str, MetricTargets] = Field(default_factory=dict)
+
+
 class TargetsFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     target_sets: list[TargetSet]
+    baselines: Baselines | None = None

@@ -67,7 +67,7 @@ def reported(tmp_path_factory):
     """One stack, one feed, the three formats written once for every test of the module."""
     from dvcpulse_common.registry import load_registry
     from dvcpulse_common.settings import Settings
-    from dvcpulse_common.targets import load_targets
+    from dvcpulse_common.targets import load_baselines, load_targets
 
     import tests.conftest as conf
 
@@ -81,7 +81,11 @@ def reported(tmp_path_factory):
     try:
         with (
             ServerThread(create_ingest(settings, registry)) as ingest,
-            ServerThread(create_scoring(settings, registry, target_sets)) as scoring,
+            ServerThread(
+                create_scoring(
+                    settings, registry, target_sets, baselines=load_baselines(settings.targets_file)
+                )
+            ) as scoring,
         ):
             events = feed()
             resp = httpx.post(f"{ingest.url}/api/v1/events", json=events)
@@ -170,7 +174,16 @@ def test_xlsx_matches_the_api_cell_by_cell(reported):
         "rows"
     ]
     by_level = {r["level"]: r for r in levels}
-    checked = 0
+    # Exact decimals, as the targets beside them.
+    assert by_level["province"]["baseline"]["online"] == "63.65"
+    assert isinstance(by_level["province"]["targets"]["online"], str)
+    assert by_level["province"]["baseline_year"] == 2022
+    assert by_level["total"]["baseline"] == {
+        "online": "52.23",
+        "digitization": None,
+        "online_payment": None,
+    }
+    checked = checked_totals = 0
     for title, level in zip(sections, ("province", "district", "commune"), strict=True):
         units = [u for u in registry.units.values() if u.level == level]
         rows = sections[title]
@@ -209,7 +222,15 @@ def test_xlsx_matches_the_api_cell_by_cell(reported):
         for i, m in enumerate(METRICS):
             rate = exact(lv, m)
             assert total[2 + i] == ("N/A" if rate is None else cut(rate) / 10_000)
+            # Since 2022: against the plan's printed figure for the level (the targets file's
+            # `baselines:`, served with the level's row), never an average of unit baselines.
+            base = lv["baseline"][m]
+            since = None if rate is None or base is None else rate - Fraction(str(base))
+            assert total[12 + i] == ("N/A" if since is None else cut(since) / 100), (level, m)
+            checked_totals += since is not None
     assert checked == 3 * 128
+    # 3 levels x 3 rates, but no commune dossier of this feed bears a fee: payment N/A there.
+    assert checked_totals == 8
 
     cells = {u: v for rows in sections.values() for _, v in rows for u in [v[1]]}
     s01 = cells["Sở Thông tin và Truyền thông"]
@@ -224,6 +245,7 @@ def test_xlsx_matches_the_api_cell_by_cell(reported):
     province_total = sections["I. CẤP TỈNH"][-1][1]
     # Totals are sums of counts: 10 of 14 online, not the average of 83.33/0/83.33.
     assert province_total[15:17] == [14, 10] and province_total[2] == 0.7142
+    assert province_total[12] == 7.77  # 71.428...% - the plan's 63,65% for the province
 
 
 def test_ranking_sheet_and_api_agree(reported):
@@ -273,6 +295,9 @@ def test_markdown_and_html(reported):
     assert "| 2 | Sở Giáo dục và Đào tạo | **0,00%** ⛔ | **0,00%** ⛔ | N/A |" in md
     assert "N/A | Không có TTHC yêu cầu thực hiện nghĩa vụ tài chính |" in md
     assert "|  | **Tổng** | 71,42% ▼ | 71,42% ▼ | 22,22% ▼ |  | 80% | 80% | 40% | -1,29 |" in md
+    # ... and since 2022 against the plan's level figures: 71,42 - 63,65; 71,42 - 51,72; ...
+    assert "| -1,29 | -1,29 | +9,72 | +7,77 | +19,70 | +21,14 |" in md
+    assert "| N/A | N/A | N/A | +69,72 | -40,01 | -0,97 |" in md  # district: 100% - 30,28%
     assert "50,00% ▼" in md  # CMU-H01-X07 below the commune target of 60%
     page = out["html"].read_text(encoding="utf-8")
     assert page.startswith("<!doctype html>") and "<td>III. CẤP XÃ</td>" not in page

@@ -7,6 +7,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from dvcpulse_cli.report_model import (
+    METRICS,
     NOTE_NO_DOSSIERS,
     NOTE_NO_FEE_DOSSIERS,
     NOTE_NO_FEE_PROCEDURES,
@@ -35,7 +36,7 @@ REG = Registry.build(
 T = MetricTargets(online=Decimal(80), digitization=Decimal(80), online_payment=Decimal(40))
 
 
-def build(current, previous=None):
+def build(current, previous=None, level_baselines=None):
     return build_report(
         registry=REG,
         window_name="Chiến dịch",
@@ -47,6 +48,7 @@ def build(current, previous=None):
         previous=previous,
         unit_targets={u: T for u in REG.units},
         level_targets={"province": T},
+        level_baselines=level_baselines,
     )
 
 
@@ -102,3 +104,20 @@ def test_change_since_previous_week():
     # A unit without dossiers a week ago has no change to show, not "+x from 0".
     assert report.sections[0].rows[2].change_week["online"] is None
     assert "so sánh với số liệu đến ngày 08/03/2023" in report.subtitle
+
+
+def test_total_rows_change_against_the_plans_level_figures():
+    current = {
+        "S1": Counts(received=3, online=2, digitized=3, fee_required=2, paid_online=1),
+        "S3": Counts(received=100, online=100, digitized=100, fee_required=0),
+    }
+    plan_2022 = MetricTargets(online=Decimal("63.65"), digitization=Decimal("51.72"))
+    report = build(current, level_baselines={"province": plan_2022})
+    province, commune = report.sections
+    # 102 of 103 online, from summed counts, minus the plan's printed 63,65 — exactly.
+    assert province.total.change_baseline["online"] == Fraction(10200, 103) - Fraction("63.65")
+    assert province.total.change_baseline["digitization"] == 100 - Fraction("51.72")
+    assert province.total.change_baseline["online_payment"] is None  # no 2022 figure given
+    assert points_text(province.total.change_baseline["online"]) == "+35,37"
+    assert commune.total.change_baseline == dict.fromkeys(METRICS)  # no figure for that level
+    assert build(current).sections[0].total.change_baseline == dict.fromkeys(METRICS)

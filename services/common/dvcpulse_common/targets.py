@@ -6,12 +6,21 @@ from datetime import date
 from pathlib import Path
 
 import yaml
-from dvcpulse_shared.targets import MetricTargets, TargetSet, TargetSetKind, TargetsFile
+from dvcpulse_shared.targets import Baselines, MetricTargets, TargetSet, TargetSetKind, TargetsFile
+
+
+def _targets_file(path: Path) -> TargetsFile:
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {"target_sets": []}
+    return TargetsFile.model_validate(data)
+
+
+def load_baselines(path: Path) -> Baselines | None:
+    """The targets file's `baselines:` (the plan's figures of a past year per level), if any."""
+    return _targets_file(path).baselines
 
 
 def load_targets(path: Path) -> list[TargetSet]:
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {"target_sets": []}
-    sets = TargetsFile.model_validate(data).target_sets
+    sets = _targets_file(path).target_sets
     ids = [s.id for s in sets]
     if len(ids) != len(set(ids)):
         raise ValueError(f"{path}: target set ids must be unique")

@@ -23,7 +23,7 @@ from dvcpulse_shared.api import (
     ScoreRow,
     ScoresResponse,
 )
-from dvcpulse_shared.targets import MetricTargets, TargetSet
+from dvcpulse_shared.targets import Baselines, MetricTargets, TargetSet
 from dvcpulse_shared.units import Unit
 from fastapi import FastAPI, Query
 from fastapi.responses import JSONResponse, Response
@@ -62,6 +62,7 @@ def create_app(
     registry: Registry,
     target_sets: list[TargetSet],
     broker: RedisBroker | None = None,
+    baselines: Baselines | None = None,
 ) -> FastAPI:
     broker = broker or RedisBroker(
         settings.redis_url.get_secret_value(),
@@ -236,6 +237,12 @@ def create_app(
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
+    def baseline_of(level_code: str, whole: bool) -> dict[str, Any]:
+        """The plan's figures of the baseline year for a level, on rows covering all of it."""
+        if baselines is None or not whole or level_code not in baselines.levels:
+            return {}
+        return {"baseline": baselines.levels[level_code], "baseline_year": baselines.year}
+
     @app.get(
         "/api/v1/scores/levels",
         response_model=LevelsResponse,
@@ -260,6 +267,7 @@ def create_app(
         except WindowError as exc:
             return bad_request(exc)
         counts = await store.read(store.unit_counts, win.date_from, win.date_to)
+        whole = parent is None and unit is None  # every unit of a level: its baseline applies
         # Sums of counts per level (no per-unit rows are built: 10,000 units cost ~1 ms here).
         sums: dict[str, list[int]] = {}
         unit_count: dict[str, int] = {}
@@ -290,6 +298,7 @@ def create_app(
                     **rates(c).model_dump(),
                     targets=t,
                     status=statuses(c, t),
+                    **baseline_of(code, whole),
                 )
             )
         total = Counts()
@@ -304,6 +313,7 @@ def create_app(
                 **rates(total).model_dump(),
                 targets=MetricTargets(),
                 status=statuses(total, MetricTargets()),
+                **baseline_of("total", whole and level is None),
             )
         )
         return LevelsResponse(
