@@ -198,3 +198,43 @@ def notifications(
             d["error"] or d["subject"],
         )
     console.print(table)
+
+
+@app.command("resend")
+def resend(
+    delivery_id: Annotated[int, typer.Argument(help="Delivery id (see `notifications`)")],
+    url: Url = None,
+) -> None:
+    """Send a failed (or sent but not received) notification again, to the address configured
+    now; the old delivery stays in the log."""
+    d = _call("POST", f"{_base(url)}/api/v1/notifications/{delivery_id}/resend").json()
+    console.print(
+        f"delivery [bold]{d['id']}[/] queued: {d['recipient']} by {d['channel']} "
+        f"({d['address'] or '—'})"
+    )
+
+
+@app.command("recipients")
+def recipients(
+    url: Url = None,
+    reload: Annotated[
+        bool, typer.Option("--reload", help="Read the recipients file now (else within a tick)")
+    ] = False,
+) -> None:
+    """Who is notified, as the running service sees it (after the last good read of the
+    recipients file); --reload reads it at once and says what is wrong if it is invalid."""
+    base = _base(url)
+    if reload:
+        done = _call("POST", f"{base}/api/v1/recipients/reload").json()
+        console.print(f"read {done['file']}: {done['recipients']} recipients")
+    rows = _call("GET", f"{base}/api/v1/recipients").json()
+    table = Table("id", "name", "channels", "units", "digest", title=f"{len(rows)} recipients")
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["name"],
+            ", ".join(r["channels"]),
+            str(r["units"]),
+            "yes" if r["digest"] else "no",
+        )
+    console.print(table)

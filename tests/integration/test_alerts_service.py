@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 import redis
+import yaml
 from aiosmtpd.controller import Controller
 from dvcpulse_alerts.app import create_app
 from dvcpulse_alerts.clock import ManualClock
@@ -777,3 +778,99 @@ def test_grafana_annotations_region_from_firing_to_resolved(
             clock.advance(timedelta(minutes=5))
             wait_until(lambda: settled(alerts, cfg, clock))
             assert len(calls) == 2  # nothing annotated twice
+
+
+def test_a_failed_delivery_is_sent_again_on_request(alerts, alerts_settings, clock, webhook):
+    webhook.always_fail = True
+    publish(alerts_settings, "CMU-H01-X02", ZERO_ONLINE)
+    wait_until(lambda: firing(alerts))
+    clock.advance(timedelta(seconds=30))
+    failed = wait_until(
+        lambda: (f := [d for d in sent(alerts, status="failed")]) and len(f) == 3 and f,
+        what="3 failed webhooks",
+    )
+    x02 = next(d for d in failed if d["recipient"] == "x02")
+
+    webhook.always_fail = False  # the receiver is back
+    resp = httpx.post(f"{alerts.url}/api/v1/notifications/{x02['id']}/resend")
+    assert resp.status_code == 201, resp.text
+    again = resp.json()
+    assert again["id"] != x02["id"] and again["message_id"] == x02["message_id"]
+    assert (again["recipient"], again["channel"], again["status"]) == ("x02", "webhook", "pending")
+    wait_until(lambda: webhook.payloads(recipient="x02"), what="x02's message delivered")
+    log = {d["id"]: d for d in sent(alerts)}
+    assert log[again["id"]]["status"] == "sent" and log[again["id"]]["attempts"] == 1
+    assert log[x02["id"]]["status"] == "failed"  # the failure stays on record
+    [payload] = webhook.payloads(recipient="x02")
+    assert payload["alerts"][0]["unit_code"] == "CMU-H01-X02"
+    # Sent once more is allowed (a manager says it never arrived), here from the CLI.
+    from dvcpulse_cli.alerts_cli import app as cli
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(cli, ["resend", str(again["id"]), "--url", alerts.url])
+    assert out.exit_code == 0, out.output
+    assert "queued: x02 by webhook" in out.output
+    wait_until(lambda: len(webhook.payloads(recipient="x02")) == 2, what="sent a second time")
+    missing = httpx.post(f"{alerts.url}/api/v1/notifications/999999/resend")
+    assert missing.status_code == 404 and "999999" in missing.json()["detail"]
+
+
+def test_the_recipients_file_is_read_again_when_it_changes(
+    alerts_settings, registry, target_sets, clock, webhook, tmp_path
+):
+    path = tmp_path / "recipients.yaml"
+    path.write_text(yaml.safe_dump(RECIPIENTS, allow_unicode=True), encoding="utf-8")
+    cfg = alerts_settings.model_copy(update={"recipients_file": path})
+    app = create_app(cfg, registry, target_sets, clock=clock)
+    with ServerThread(app) as server:
+        ids = lambda: [r["id"] for r in get(server, "/api/v1/recipients")]  # noqa: E731
+        assert ids() == ["office", "h01", "x01", "x02"]
+        x02 = get(server, "/api/v1/recipients")[3]
+        assert (x02["channels"], x02["units"]) == (["webhook"], 1)
+
+        # Edited on disk: x02 leaves, x05 comes. Picked up within a tick, no restart.
+        edited = {"recipients": [*RECIPIENTS["recipients"][:3], {
+            "id": "x05", "name": "Chủ tịch UBND xã 5", "channels": ["webhook"],
+            "match": [{"unit": "CMU-H01-X05"}],
+        }]}  # fmt: skip
+        path.write_text(yaml.safe_dump(edited, allow_unicode=True), encoding="utf-8")
+        wait_until(lambda: ids() == ["office", "h01", "x01", "x05"], what="file read again")
+        publish(cfg, "CMU-H01-X02", ZERO_ONLINE)
+        publish(cfg, "CMU-H01-X05", ZERO_ONLINE)
+        wait_until(lambda: len(firing(server)) == 2, what="two alerts")
+        clock.advance(timedelta(seconds=30))
+        wait_until(lambda: webhook.payloads(recipient="x05"), what="x05 notified")
+        wait_until(lambda: len(webhook.payloads(recipient="office")) == 1, what="office")
+        assert webhook.payloads(recipient="x02") == []  # removed: nothing new for it
+
+        # A broken edit is refused whole: the recipients in force stay, the reason is shown.
+        broken = {"recipients": [{**edited["recipients"][3], "match": [{"unit": "CMU-NOPE"}]}]}
+        path.write_text(yaml.safe_dump(broken, allow_unicode=True), encoding="utf-8")
+        wait_until(lambda: get(server, "/health")["recipients_error"], what="error reported")
+        assert "unknown unit code 'CMU-NOPE'" in get(server, "/health")["recipients_error"]
+        assert ids() == ["office", "h01", "x01", "x05"]
+        from dvcpulse_cli.alerts_cli import app as cli
+        from typer.testing import CliRunner
+
+        out = CliRunner().invoke(cli, ["recipients", "--reload", "--url", server.url])
+        assert out.exit_code == 1 and "CMU-NOPE" in out.output
+        resp = httpx.post(f"{server.url}/api/v1/recipients/reload")
+        assert resp.status_code == 422
+        assert resp.json()["detail"][0]["loc"] == ["body", "recipients_file"]
+        assert (
+            "recipients.0 (x05).match.0: unknown unit code 'CMU-NOPE'"
+            in resp.json()["detail"][0]["msg"]
+        )
+
+        path.write_text(yaml.safe_dump(RECIPIENTS, allow_unicode=True), encoding="utf-8")
+        resp = httpx.post(f"{server.url}/api/v1/recipients/reload")
+        assert resp.json() == {"file": str(path), "recipients": 4}
+        assert ids() == ["office", "h01", "x01", "x02"]
+        assert get(server, "/health")["recipients_error"] is None
+        out = CliRunner().invoke(cli, ["recipients", "--url", server.url], env={"COLUMNS": "200"})
+        assert out.exit_code == 0 and "4 recipients" in out.output and "x02" in out.output
+
+
+def test_recipients_given_in_code_are_not_reloaded(alerts):
+    resp = httpx.post(f"{alerts.url}/api/v1/recipients/reload")
+    assert resp.status_code == 409 and resp.json() == {"detail": "recipients were given in code"}

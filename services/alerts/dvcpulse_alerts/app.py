@@ -24,10 +24,10 @@ from .channels import Delivery, Dispatcher
 from .clock import Clock, SystemClock
 from .consumer import ScoresConsumer
 from .domain import METRICS, Kind, Recipient, is_silenced
-from .engine import AlertEngine
+from .engine import AlertEngine, ResendRefused
 from .grafana import GrafanaAnnotator
 from .metrics import AlertsMetrics
-from .recipients import load_recipients
+from .recipients import RecipientsError, RecipientsSource
 from .settings import AlertsSettings, alerts_settings
 from .store import AlertStore, parse_ts, ts
 
@@ -112,6 +112,19 @@ class NotificationOut(BaseModel):
     sent_at: datetime | None
 
 
+class RecipientOut(BaseModel):
+    id: str
+    name: str
+    channels: list[str]
+    digest: bool
+    units: int = Field(description="Units whose alerts this recipient may receive")
+
+
+class ReloadOut(BaseModel):
+    file: str
+    recipients: int
+
+
 def _error(field: str, message: str, status: int = 422) -> JSONResponse:
     return JSONResponse(
         {"detail": [{"loc": ["body", field] if field else ["body"], "msg": message}]},
@@ -133,7 +146,9 @@ def create_app(
     clock = clock or SystemClock()
     store = AlertStore(s.alerts_db_path)
     metrics = AlertsMetrics()
-    routed = recipients if recipients is not None else load_recipients(s.recipients_file, registry)
+    # Recipients given in code (tests) are fixed; from the file they follow its edits.
+    source = None if recipients is not None else RecipientsSource(s.recipients_file, registry)
+    routed = recipients if recipients is not None else source.load()  # type: ignore[union-attr]
     engine = AlertEngine(s, registry, target_sets, routed, store, clock, metrics)
     dispatcher = Dispatcher(s, store, clock, metrics, channels)
     annotator = GrafanaAnnotator(s, store, registry, grafana_api)
@@ -142,9 +157,25 @@ def create_app(
 
     step_lock = asyncio.Lock()  # the ticker and the consumer both step; never at once
 
+    def reload_recipients() -> list[Recipient]:
+        """Read the recipients file again and route to it (RecipientsError when it is invalid:
+        the recipients in force stay)."""
+        assert source is not None
+        try:
+            loaded = source.load()
+        except RecipientsError as exc:
+            log.error("alerts.recipients_invalid", file=str(source.path), error=str(exc))
+            raise
+        engine.set_recipients(loaded)
+        log.info("alerts.recipients_reloaded", file=str(source.path), recipients=len(loaded))
+        return loaded
+
     async def step() -> None:
         """One scheduler step: state changes first (committed), then the sending."""
         async with step_lock:
+            if source is not None and source.changed():
+                with contextlib.suppress(RecipientsError):  # logged; the old list stays
+                    reload_recipients()
             now = clock.now()
             engine.tick(now)
             dispatcher.kick()
@@ -327,6 +358,26 @@ def create_app(
         log.info("alerts.silence_deleted", silence_id=silence_id)
         return Response(status_code=204)
 
+    def notification_out(r: Any, full: bool = False) -> NotificationOut:
+        return NotificationOut(
+            id=r["id"],
+            message_id=r["message_id"],
+            type=r["type"],
+            recipient=r["recipient_id"],
+            recipient_name=engine.by_id[r["recipient_id"]].name
+            if r["recipient_id"] in engine.by_id
+            else None,
+            channel=r["channel"],
+            address=r["address"],
+            status=r["status"],
+            attempts=r["attempts"],
+            error=r["error"],
+            subject=r["subject"],
+            text=r["text"] if full else None,
+            created_at=parse_ts(r["created_at"]),
+            sent_at=parse_ts(r["sent_at"]),
+        )
+
     @app.get("/api/v1/notifications", response_model=list[NotificationOut])
     async def notifications(
         status: Annotated[str | None, Query(pattern="^(pending|sent|failed|skipped)$")] = None,
@@ -347,27 +398,61 @@ def create_app(
                 params.append(value)
         sql += " ORDER BY d.id DESC LIMIT ?"
         params.append(limit)
+        return [notification_out(r, full) for r in store.query(sql, params)]
+
+    @app.post(
+        "/api/v1/notifications/{delivery_id}/resend",
+        response_model=NotificationOut,
+        status_code=201,
+        responses={404: {"description": "no such delivery"}, 409: {"description": "refused"}},
+    )
+    async def resend(delivery_id: int) -> Any:
+        """Send a failed (or sent but not received) notification again on the same channel, to
+        the recipient's address as configured now. A new delivery row; the old one is kept."""
+        try:
+            async with step_lock:  # never beside a step that queues or reloads
+                new_id = engine.resend(delivery_id)  # one small SQLite transaction
+        except LookupError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        except ResendRefused as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+        (row,) = store.query(
+            "SELECT d.*, m.type, m.subject, m.text FROM deliveries d "
+            "JOIN messages m ON m.id = d.message_id WHERE d.id = ?",
+            [new_id],
+        )
+        dispatcher.kick()
+        return notification_out(row)
+
+    @app.get("/api/v1/recipients", response_model=list[RecipientOut])
+    async def list_recipients() -> Any:
+        """Who is notified now (after the last good reload of the recipients file)."""
         return [
-            NotificationOut(
-                id=r["id"],
-                message_id=r["message_id"],
-                type=r["type"],
-                recipient=r["recipient_id"],
-                recipient_name=engine.by_id[r["recipient_id"]].name
-                if r["recipient_id"] in engine.by_id
-                else None,
-                channel=r["channel"],
-                address=r["address"],
-                status=r["status"],
-                attempts=r["attempts"],
-                error=r["error"],
-                subject=r["subject"],
-                text=r["text"] if full else None,
-                created_at=parse_ts(r["created_at"]),
-                sent_at=parse_ts(r["sent_at"]),
+            RecipientOut(
+                id=r.id,
+                name=r.name,
+                channels=list(r.channels),
+                digest=r.digest,
+                units=len(r.units(registry)),
             )
-            for r in store.query(sql, params)
+            for r in engine.recipients
         ]
+
+    @app.post(
+        "/api/v1/recipients/reload",
+        response_model=ReloadOut,
+        responses={409: {"description": "recipients not from a file"}},
+    )
+    async def reload() -> Any:
+        """Read the recipients file now (it is also read again within a tick of any change)."""
+        if source is None:
+            return JSONResponse({"detail": "recipients were given in code"}, status_code=409)
+        try:
+            async with step_lock:
+                loaded = reload_recipients()
+        except RecipientsError as exc:
+            return _error("recipients_file", str(exc))
+        return ReloadOut(file=str(source.path), recipients=len(loaded))
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -389,6 +474,8 @@ def create_app(
             body.update(
                 firing=firing,
                 failed_deliveries=failed,
+                recipients=len(engine.recipients),
+                recipients_error=source.error if source else None,
                 window=engine.window().id,
                 # The clock time the scheduler last looked at (tests wait for it to catch up).
                 ticked_at=ticked.isoformat() if ticked else None,

@@ -60,6 +60,10 @@ class ApplySummary:
     resolved: list[int] = field(default_factory=list)
 
 
+class ResendRefused(ValueError):
+    """A delivery that cannot be sent again as asked (why is in the message)."""
+
+
 class AlertEngine:
     def __init__(
         self,
@@ -82,6 +86,42 @@ class AlertEngine:
         self.tz = ZoneInfo(settings.timezone)
         self._last_sweep: datetime | None = None
         self._last_window: str | None = None
+
+    # -- recipients ----------------------------------------------------------------------------
+    def set_recipients(self, recipients: list[Recipient]) -> None:
+        """Route to these recipients from now on (a reloaded file). What is already queued for
+        a recipient stays queued; a recipient removed from the file gets nothing new."""
+        self.recipients = recipients
+        self.by_id = {r.id: r for r in recipients}
+
+    def resend(self, delivery_id: int) -> int:
+        """Queue a message again on the channel of one delivery (failed, or sent but not
+        received), to the recipient's address as configured now — a fixed e-mail address takes
+        effect. The old delivery stays in the log as it was. Returns the new delivery's id."""
+        now = self.clock.now()
+        with self.store.transaction() as conn:
+            row = conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no delivery {delivery_id}")
+            if row["status"] == "pending":
+                raise ResendRefused(f"delivery {delivery_id} is still being sent (pending)")
+            recipient = self.by_id.get(row["recipient_id"])
+            if recipient is None:
+                raise ResendRefused(
+                    f"recipient {row['recipient_id']!r} is no longer in the recipients file"
+                )
+            if row["channel"] not in recipient.channels:
+                raise ResendRefused(
+                    f"recipient {recipient.id!r} no longer uses channel {row['channel']!r}"
+                )
+            address, problem = self._address(recipient, row["channel"])
+            if problem:
+                raise ResendRefused(problem)
+            new_id = self.store.add_delivery(
+                conn, row["message_id"], recipient.id, row["channel"], address, now
+            )
+        log.info("alerts.resend", delivery_id=delivery_id, new_delivery_id=new_id)
+        return new_id
 
     # -- window --------------------------------------------------------------------------------
     def window(self, now: datetime | None = None) -> EvalWindow:

@@ -122,3 +122,37 @@ def parse_recipients(
 def load_recipients(path: Path, registry: Registry) -> list[Recipient]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {"recipients": []}
     return parse_recipients(data, registry, where=str(path))
+
+
+class RecipientsSource:
+    """The recipients file, read again when it changes on disk, so that the IT team can edit it
+    without restarting alerts. A file that no longer validates is refused as a whole: the
+    recipients in force stay, and `error` says what is wrong (field and reason)."""
+
+    def __init__(self, path: Path, registry: Registry) -> None:
+        self.path = path
+        self.registry = registry
+        self.error: str | None = None
+        self._seen: tuple[int, int] | None = None
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def changed(self) -> bool:
+        return self._stamp() != self._seen
+
+    def load(self) -> list[Recipient]:
+        """Read and validate the file; raises RecipientsError (or OSError), remembering it."""
+        stamp = self._stamp()
+        self._seen = stamp  # a broken file is reported once, not at every look
+        try:
+            recipients = load_recipients(self.path, self.registry)
+        except (RecipientsError, OSError, yaml.YAMLError) as exc:
+            self.error = str(exc)
+            raise RecipientsError(self.error) from exc
+        self.error = None
+        return recipients
