@@ -81,3 +81,28 @@ def test_marking_coalesces_units_and_windows():
     )
     assert sorted(dirty) == [("annual-2023", "U1"), ("campaign-2023", "U1"), ("year-2024", "U1")]
     assert Decimal(80) == CAMPAIGN.levels["province"].online
+
+
+def test_marking_by_day_equals_marking_each_pair():
+    units = {c: Unit(code=c, name=c, level="commune") for c in ("U1", "U2", "U3")}
+    builder = UpdateBuilder(units, SETS)
+    touched = {
+        date(2023, 3, 2): ["U1", "U2"],
+        date(2023, 3, 9): ["U2", "U3"],  # same windows as 2 March: merged
+        date(2023, 12, 30): ["U3"],  # the annual set only
+        date(2024, 1, 1): ["U1"],  # no set: the calendar year
+    }
+    by_day: dict = {}
+    builder.mark_by_day(touched, by_day)
+    each: dict = {}
+    builder.mark([(u, d) for d, us in touched.items() for u in us], each)
+    assert by_day == each
+    assert sorted(by_day) == [
+        ("annual-2023", "U1"),
+        ("annual-2023", "U2"),
+        ("annual-2023", "U3"),
+        ("campaign-2023", "U1"),
+        ("campaign-2023", "U2"),
+        ("campaign-2023", "U3"),
+        ("year-2024", "U1"),
+    ]
