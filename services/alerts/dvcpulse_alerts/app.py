@@ -112,6 +112,12 @@ class NotificationOut(BaseModel):
     sent_at: datetime | None
 
 
+# One row per delivery, with its message's type, subject and text.
+DELIVERY_LOG = (
+    "SELECT d.*, m.type, m.subject, m.text FROM deliveries d JOIN messages m ON m.id = d.message_id"
+)
+
+
 class RecipientOut(BaseModel):
     id: str
     name: str
@@ -147,8 +153,11 @@ def create_app(
     store = AlertStore(s.alerts_db_path)
     metrics = AlertsMetrics()
     # Recipients given in code (tests) are fixed; from the file they follow its edits.
-    source = None if recipients is not None else RecipientsSource(s.recipients_file, registry)
-    routed = recipients if recipients is not None else source.load()  # type: ignore[union-attr]
+    source: RecipientsSource | None = None
+    if recipients is None:
+        source = RecipientsSource(s.recipients_file, registry)
+        recipients = source.load()
+    routed = recipients
     engine = AlertEngine(s, registry, target_sets, routed, store, clock, metrics)
     dispatcher = Dispatcher(s, store, clock, metrics, channels)
     annotator = GrafanaAnnotator(s, store, registry, grafana_api)
@@ -387,10 +396,7 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
     ) -> Any:
         """The delivery log: one row per message and channel, newest first."""
-        sql = (
-            "SELECT d.*, m.type, m.subject, m.text FROM deliveries d "
-            "JOIN messages m ON m.id = d.message_id WHERE 1=1"
-        )
+        sql = f"{DELIVERY_LOG} WHERE 1=1"
         params: list[Any] = []
         for col, value in (("d.status", status), ("d.recipient_id", recipient), ("m.type", type)):
             if value is not None:
@@ -416,11 +422,7 @@ def create_app(
             return JSONResponse({"detail": str(exc)}, status_code=404)
         except ResendRefused as exc:
             return JSONResponse({"detail": str(exc)}, status_code=409)
-        (row,) = store.query(
-            "SELECT d.*, m.type, m.subject, m.text FROM deliveries d "
-            "JOIN messages m ON m.id = d.message_id WHERE d.id = ?",
-            [new_id],
-        )
+        (row,) = store.query(f"{DELIVERY_LOG} WHERE d.id = ?", [new_id])
         dispatcher.kick()
         return notification_out(row)
 

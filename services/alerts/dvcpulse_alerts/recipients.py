@@ -146,13 +146,16 @@ class RecipientsSource:
         return self._stamp() != self._seen
 
     def load(self) -> list[Recipient]:
-        """Read and validate the file; raises RecipientsError (or OSError), remembering it."""
+        """Read and validate the file; raises RecipientsError, and remembers it in `error`."""
         stamp = self._stamp()
         self._seen = stamp  # a broken file is reported once, not at every look
         try:
             recipients = load_recipients(self.path, self.registry)
-        except (RecipientsError, OSError, yaml.YAMLError) as exc:
+        except RecipientsError as exc:
             self.error = str(exc)
+            raise
+        except (OSError, yaml.YAMLError) as exc:  # unreadable, or not YAML at all
+            self.error = f"{self.path}: {exc}"
             raise RecipientsError(self.error) from exc
         self.error = None
         return recipients
